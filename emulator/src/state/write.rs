@@ -1,0 +1,815 @@
+//! Writes: create, update, patch, delete and delete-collection with the API server's rules for
+//! server-owned metadata, status subresources, generation, no-op writes, finalizers and cascades.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Inner, Stored, defaults};
+use crate::patch::{self, PatchError};
+use crate::resources::{ResourceType, StorageKey, types_from_crd};
+use crate::status::ApiError;
+
+/// Per-request write settings.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// Field manager recorded in managedFields.
+    pub manager: String,
+    /// Seeding: keep `.status`, `uid` and `creationTimestamp` as given (a POST drops or sets them).
+    pub seeding: bool,
+}
+
+impl WriteOptions {
+    pub fn system() -> Self {
+        Self {
+            dry_run: false,
+            manager: "stowage-emulator".into(),
+            seeding: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+    Apply { force: bool },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    /// `Orphan`, `Background` or `Foreground`.
+    pub propagation: Option<String>,
+}
+
+pub enum DeleteOutcome {
+    /// The object is gone; its last state.
+    Deleted(Value),
+    /// Finalizers hold it; deletionTimestamp is set.
+    Pending(Value),
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The object as `rt` presents it (Events convert between core and events.k8s.io; CRD versions differ).
+pub fn view(rt: &ResourceType, value: &Value) -> Value {
+    if rt.converts() {
+        return crate::events::to_events_v1(value);
+    }
+    let mut v = value.clone();
+    if v.get("apiVersion").and_then(Value::as_str) != Some(rt.api_version().as_str())
+        && v.is_object()
+    {
+        v["apiVersion"] = Value::String(rt.api_version());
+    }
+    v
+}
+
+fn unview(rt: &ResourceType, value: Value) -> Value {
+    if rt.converts() {
+        crate::events::to_core(&value)
+    } else {
+        value
+    }
+}
+
+fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+}
+
+fn patch_error(rt: &ResourceType, name: &str, e: PatchError) -> ApiError {
+    match e {
+        PatchError::BadRequest(m) => ApiError::bad_request(m),
+        PatchError::Invalid(m) => ApiError::invalid(&rt.kind, name, m),
+        PatchError::Unsupported(m) => ApiError::unsupported_media_type(m),
+        conflict @ PatchError::Conflict(_) => ApiError::apply_conflict(conflict.to_string()),
+    }
+}
+
+/// Body apiVersion/kind must name the type addressed by the URL.
+fn check_type_meta(rt: &ResourceType, body: &mut Value) -> Result<(), ApiError> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    };
+    let api_version = rt.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+        None if !rt.builtin => return Err(ApiError::bad_request("apiVersion must be set")),
+        _ => {}
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if k != rt.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        None if !rt.builtin => return Err(ApiError::bad_request("kind must be set")),
+        _ => {}
+    }
+    obj.insert("apiVersion".into(), Value::String(api_version));
+    obj.insert("kind".into(), Value::String(rt.kind.clone()));
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj.insert("metadata".into(), json!({}));
+    }
+    Ok(())
+}
+
+/// Everything but metadata (and status when it is a subresource), for generation bumps.
+fn spec_part(rt: &ResourceType, v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("metadata");
+        if rt.status {
+            o.remove("status");
+        }
+    }
+    v
+}
+
+/// The object with managedFields timestamps removed: a write whose only change is a newer
+/// timestamp is a no-op, while a change of ownership is not.
+fn without_timestamps(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(entries) = v
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        for e in entries {
+            if let Some(o) = e.as_object_mut() {
+                o.remove("time");
+            }
+        }
+    }
+    v
+}
+
+fn finalizers(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Inner {
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        url_ns: Option<&str>,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        check_type_meta(rt, &mut body)?;
+        let mut body = unview(rt, body);
+        let body_ns = meta_str(&body, "namespace").map(str::to_string);
+        let ns = if rt.namespaced {
+            let ns = match (url_ns, body_ns.as_deref()) {
+                (Some(u), Some(b)) if !b.is_empty() && u != b => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                (Some(u), _) => u.to_string(),
+                (None, Some(b)) if !b.is_empty() => b.to_string(),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the object must be set",
+                    ));
+                }
+            };
+            let ns_key = StorageKey {
+                group: String::new(),
+                plural: "namespaces".into(),
+            };
+            if self.get_stored(&ns_key, "", &ns).is_none() {
+                return Err(ApiError::not_found("", "namespaces", &ns));
+            }
+            ns
+        } else {
+            String::new()
+        };
+        let meta = body["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            Some(n) => n.to_string(),
+            None => match meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                Some(prefix) => format!("{prefix}{}", random_suffix()),
+                None => {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ));
+                }
+            },
+        };
+        if self.get_stored(&rt.storage, &ns, &name).is_some() {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        meta.insert("name".into(), Value::String(name.clone()));
+        if rt.namespaced {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+        } else {
+            meta.remove("namespace");
+        }
+        let given = |m: &serde_json::Map<String, Value>, f: &str| {
+            m.get(f)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let uid = given(meta, "uid")
+            .filter(|_| opts.seeding)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let created = given(meta, "creationTimestamp")
+            .filter(|_| opts.seeding)
+            .unwrap_or_else(now);
+        meta.insert("uid".into(), Value::String(uid));
+        meta.insert("creationTimestamp".into(), Value::String(created));
+        meta.insert("generation".into(), json!(1));
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+        if rt.status
+            && !opts.seeding
+            && let Some(o) = body.as_object_mut()
+        {
+            o.remove("status");
+        }
+        defaults::on_create(rt, &mut body, self);
+        if is_crd(rt) {
+            self.register_crd(&mut body, &name, None)?;
+        }
+        if body
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            body = patch::apply::record_update(
+                &rt.api_version(),
+                &rt.kind,
+                &opts.manager,
+                None,
+                &now(),
+                None,
+                &body,
+            );
+        }
+        if opts.dry_run {
+            return Ok(view(rt, &body));
+        }
+        let stored = self.commit(&rt.storage, &ns, &name, Some(body));
+        Ok(view(rt, &stored.value))
+    }
+
+    fn existing(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Stored>, ApiError> {
+        self.get_stored(&rt.storage, ns, name)
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    /// PUT: replace the object (or its status).
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut body: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let old = self.existing(rt, ns, name)?;
+        check_type_meta(rt, &mut body)?;
+        let body = unview(rt, body);
+        if let Some(n) = meta_str(&body, "name").filter(|n| *n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        match meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+            None if !rt.builtin || rt.kind == "Lease" => {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    name,
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                ));
+            }
+            Some(rv) if rv != old.rv.to_string() => {
+                return Err(ApiError::conflict(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            _ => {}
+        }
+        self.finish_update(rt, &old, body, subresource, opts, true)
+    }
+
+    /// PATCH of any type, including server-side apply (which may create).
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        patch_body: &Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<(Value, bool), ApiError> {
+        let old = self.get_stored(&rt.storage, ns, name);
+        let api_version = rt.api_version();
+        if let PatchKind::Apply { force } = kind {
+            let mut applied = patch_body.clone();
+            check_type_meta(rt, &mut applied)?;
+            if let Some(n) = meta_str(&applied, "name").filter(|n| *n != name) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            let req = patch::apply::ApplyRequest {
+                api_version: &api_version,
+                kind: &rt.kind,
+                manager: &opts.manager,
+                force,
+                subresource,
+                now: &now(),
+            };
+            let live = old.as_ref().map(|o| view(rt, &o.value));
+            let mut result = patch::apply::apply(&req, live.as_ref(), &applied)
+                .map_err(|e| patch_error(rt, name, e))?;
+            let Some(old) = old else {
+                if subresource.is_some() {
+                    return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+                }
+                result["metadata"]["name"] = Value::String(name.to_string());
+                let url_ns = rt.namespaced.then_some(ns);
+                return self.create(rt, url_ns, result, opts).map(|v| (v, true));
+            };
+            if let Some(rv) =
+                meta_str(&applied, "resourceVersion").filter(|rv| *rv != old.rv.to_string())
+            {
+                let _ = rv;
+                return Err(ApiError::conflict(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            let result = unview(rt, result);
+            return self
+                .finish_update(rt, &old, result, subresource, opts, false)
+                .map(|v| (v, false));
+        }
+        let old = old.ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let current = view(rt, &old.value);
+        let patched = match kind {
+            PatchKind::Merge => patch::json::merge_patch(&current, patch_body),
+            PatchKind::Json => patch::json::json_patch(&current, patch_body),
+            PatchKind::Strategic if !rt.builtin => Err(PatchError::Unsupported(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, \
+                 application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for {}/{})",
+                api_version, rt.kind
+            ))),
+            PatchKind::Strategic => patch::strategic::strategic_merge(&api_version, &rt.kind, &current, patch_body),
+            PatchKind::Apply { .. } => unreachable_apply(),
+        }
+        .map_err(|e| patch_error(rt, name, e))?;
+        if !patched.is_object() {
+            return Err(ApiError::bad_request(
+                "the patch must produce a JSON object",
+            ));
+        }
+        if meta_str(&patched, "name") != Some(name) {
+            return Err(ApiError::bad_request(
+                "metadata.name cannot be changed by a patch",
+            ));
+        }
+        if let Some(rv) = meta_str(&patched, "resourceVersion").filter(|s| !s.is_empty())
+            && rv != old.rv.to_string()
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        let patched = unview(rt, patched);
+        self.finish_update(rt, &old, patched, subresource, opts, true)
+            .map(|v| (v, false))
+    }
+
+    /// Common tail of PUT and PATCH: server-owned fields, subresources, generation, no-op detection,
+    /// finalizer rules and the commit.
+    fn finish_update(
+        &mut self,
+        rt: &ResourceType,
+        old: &Arc<Stored>,
+        candidate: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+        record_manager: bool,
+    ) -> Result<Value, ApiError> {
+        let name = meta_str(&old.value, "name").unwrap_or_default().to_string();
+        let ns = meta_str(&old.value, "namespace")
+            .unwrap_or_default()
+            .to_string();
+        let managed = candidate.pointer("/metadata/managedFields").cloned();
+        let mut new = match subresource {
+            Some("status") => {
+                let mut n = old.value.clone();
+                match candidate.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+                n
+            }
+            Some(other) => return Err(ApiError::path_not_found(&format!("{}/{other}", rt.plural))),
+            None => {
+                let mut n = candidate;
+                if rt.status {
+                    match old.value.get("status") {
+                        Some(s) => n["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = n.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+                n
+            }
+        };
+        {
+            let meta = new["metadata"]
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+            let old_meta = old.value["metadata"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "resourceVersion",
+                "namespace",
+                "name",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+            match (record_manager, managed) {
+                (false, Some(m)) => meta.insert("managedFields".into(), m),
+                _ => meta.insert(
+                    "managedFields".into(),
+                    old_meta.get("managedFields").cloned().unwrap_or(json!([])),
+                ),
+            };
+        }
+        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
+            let before = finalizers(&old.value);
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &name,
+                    format!(
+                        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
+                ));
+            }
+        }
+        if spec_part(rt, &old.value) != spec_part(rt, &new) {
+            let generation = old
+                .value
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            new["metadata"]["generation"] = json!(generation + 1);
+        }
+        if is_crd(rt) && subresource.is_none() {
+            self.register_crd(&mut new, &name, old.value.get("status"))?;
+        }
+        if record_manager {
+            new = patch::apply::record_update(
+                &rt.api_version(),
+                &rt.kind,
+                &opts.manager,
+                subresource,
+                &now(),
+                Some(&old.value),
+                &new,
+            );
+        }
+        if without_timestamps(&new) == without_timestamps(&old.value) {
+            return Ok(view(rt, &old.value));
+        }
+        if opts.dry_run {
+            return Ok(view(rt, &new));
+        }
+        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+            let stored = self.commit(&rt.storage, &ns, &name, Some(new));
+            let last = self.remove(&rt.storage, &ns, &name, &stored);
+            return Ok(view(rt, &last));
+        }
+        let stored = self.commit(&rt.storage, &ns, &name, Some(new));
+        Ok(view(rt, &stored.value))
+    }
+
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<DeleteOutcome, ApiError> {
+        let old = self.existing(rt, ns, name)?;
+        let uid = meta_str(&old.value, "uid").unwrap_or_default();
+        if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
+            ));
+        }
+        if let Some(want) = opts
+            .precondition_rv
+            .as_deref()
+            .filter(|r| *r != old.rv.to_string())
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                    old.rv
+                ),
+            ));
+        }
+        if opts.dry_run {
+            return Ok(if finalizers(&old.value).is_empty() {
+                DeleteOutcome::Deleted(view(rt, &old.value))
+            } else {
+                DeleteOutcome::Pending(view(rt, &old.value))
+            });
+        }
+        if opts.propagation.as_deref() == Some("Orphan") {
+            self.orphan_dependents(uid);
+        }
+        match self.delete_one(&rt.storage, ns, name) {
+            Some((value, true)) => Ok(DeleteOutcome::Deleted(view(rt, &value))),
+            Some((value, false)) => Ok(DeleteOutcome::Pending(view(rt, &value))),
+            None => Err(ApiError::not_found(&rt.group, &rt.plural, name)),
+        }
+    }
+
+    pub fn delete_collection(
+        &mut self,
+        rt: &ResourceType,
+        filter: &super::Filter,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Value>, ApiError> {
+        let targets: Vec<(String, String)> = self
+            .objects
+            .get(&rt.storage)
+            .map(|objs| {
+                objs.iter()
+                    .filter(|(_, s)| filter.matches(s))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (ns, name) in targets {
+            match self.delete(rt, &ns, &name, opts)? {
+                DeleteOutcome::Deleted(v) | DeleteOutcome::Pending(v) => out.push(v),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes or marks one object; returns its last state and whether it is gone.
+    fn delete_one(&mut self, storage: &StorageKey, ns: &str, name: &str) -> Option<(Value, bool)> {
+        let old = self.get_stored(storage, ns, name)?;
+        if finalizers(&old.value).is_empty() {
+            let last = self.remove(storage, ns, name, &old);
+            return Some((last, true));
+        }
+        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
+            return Some((old.value.clone(), false));
+        }
+        let mut new = old.value.clone();
+        new["metadata"]["deletionTimestamp"] = Value::String(now());
+        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let generation = new
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        new["metadata"]["generation"] = json!(generation + 1);
+        let stored = self.commit(storage, ns, name, Some(new));
+        Some((stored.value.clone(), false))
+    }
+
+    /// Removes an object for good and cascades: dependents by owner uid, a namespace's contents,
+    /// a CRD's custom resources.
+    fn remove(&mut self, storage: &StorageKey, ns: &str, name: &str, old: &Arc<Stored>) -> Value {
+        let deleted = self.commit(storage, ns, name, None);
+        let uid = meta_str(&old.value, "uid").unwrap_or_default().to_string();
+        let mut work: Vec<(StorageKey, String, String)> = self
+            .owners
+            .get(&uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        if storage.group.is_empty() && storage.plural == "namespaces" {
+            for (key, objs) in &self.objects {
+                work.extend(
+                    objs.keys()
+                        .filter(|(n, _)| n == name)
+                        .map(|(n, o)| (key.clone(), n.clone(), o.clone())),
+                );
+            }
+        }
+        if storage.group == "apiextensions.k8s.io"
+            && storage.plural == "customresourcedefinitions"
+            && let Some((plural, group)) = name.split_once('.')
+        {
+            let key = StorageKey {
+                group: group.into(),
+                plural: plural.into(),
+            };
+            if let Some(objs) = self.objects.get(&key) {
+                work.extend(
+                    objs.keys()
+                        .map(|(n, o)| (key.clone(), n.clone(), o.clone())),
+                );
+            }
+            self.registry.remove(group, plural);
+        }
+        for (key, dns, dname) in work {
+            let _ = self.delete_one(&key, &dns, &dname);
+        }
+        deleted.value.clone()
+    }
+
+    fn orphan_dependents(&mut self, owner_uid: &str) {
+        let dependents: Vec<_> = self
+            .owners
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for (key, ns, name) in dependents {
+            let Some(obj) = self.get_stored(&key, &ns, &name) else {
+                continue;
+            };
+            let mut new = obj.value.clone();
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+                if refs.is_empty()
+                    && let Some(m) = new["metadata"].as_object_mut()
+                {
+                    m.remove("ownerReferences");
+                }
+            }
+            self.commit(&key, &ns, &name, Some(new));
+        }
+    }
+
+    /// Validates a CRD, fills its status and (re)registers the types it serves.
+    fn register_crd(
+        &mut self,
+        crd: &mut Value,
+        name: &str,
+        old_status: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let types = types_from_crd(crd)
+            .map_err(|m| ApiError::invalid("CustomResourceDefinition", name, m))?;
+        let spec = &crd["spec"];
+        let names = spec.get("names").cloned().unwrap_or(json!({}));
+        let mut accepted = names.clone();
+        if accepted.get("singular").is_none() {
+            accepted["singular"] = json!(
+                types
+                    .first()
+                    .map(|t| t.singular.clone())
+                    .unwrap_or_default()
+            );
+        }
+        if accepted.get("listKind").is_none() {
+            accepted["listKind"] = json!(format!(
+                "{}List",
+                names
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ));
+        }
+        let stored_versions: Vec<Value> = spec["versions"]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                    .filter_map(|v| v.get("name").cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unchanged = old_status.is_some_and(|s| {
+            s.get("acceptedNames") == Some(&accepted)
+                && s.get("storedVersions") == Some(&json!(stored_versions))
+        });
+        let t = now();
+        crd["status"] = if let (true, Some(s)) = (unchanged, old_status) {
+            s.clone()
+        } else {
+            json!({
+                "acceptedNames": accepted,
+                "storedVersions": stored_versions,
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": t},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": t},
+                ],
+            })
+        };
+        if let Some(first) = types.first() {
+            self.registry.remove(&first.group, &first.plural);
+        }
+        for rt in types {
+            self.registry.insert(rt);
+        }
+        Ok(())
+    }
+}
+
+fn is_crd(rt: &ResourceType) -> bool {
+    rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+}
+
+fn unreachable_apply() -> Result<Value, PatchError> {
+    Err(PatchError::BadRequest(
+        "apply patches are handled separately".into(),
+    ))
+}
+
+fn random_suffix() -> String {
+    // The API server's generateName alphabet: no vowels or confusable characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,132 @@
+//! Semantic checks on a parsed [`Config`]: ranges, relations between keys, well-formed endpoints.
+
+use super::{Config, EtcdConfig, MysqlConfig, Problem};
+
+/// Every problem in `config`, in key order; empty when the configuration is usable.
+pub(crate) fn problems(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    mysql(&config.storage.mysql, &mut problems);
+    etcd(&config.storage.etcd, &mut problems);
+    problems
+}
+
+fn mysql(mysql: &MysqlConfig, problems: &mut Vec<Problem>) {
+    let at = |key: &str| format!("storage.mysql.{key}");
+    for (key, value) in [
+        ("host", &mysql.host),
+        ("user", &mysql.user),
+        ("database", &mysql.database),
+    ] {
+        if value.trim().is_empty() {
+            problems.push(Problem::new(at(key), "must not be empty"));
+        }
+    }
+    if mysql.port == 0 {
+        problems.push(Problem::new(at("port"), "must be between 1 and 65535"));
+    }
+    if mysql.max_open_conns == 0 {
+        problems.push(Problem::new(at("max_open_conns"), "must be at least 1"));
+    }
+    if mysql.max_idle_conns > mysql.max_open_conns {
+        problems.push(Problem::new(
+            at("max_idle_conns"),
+            format!("must not exceed max_open_conns ({})", mysql.max_open_conns),
+        ));
+    }
+}
+
+fn etcd(etcd: &EtcdConfig, problems: &mut Vec<Problem>) {
+    if etcd.endpoints.is_empty() {
+        problems.push(Problem::new("storage.etcd.endpoints", "must not be empty"));
+    }
+    for (index, endpoint) in etcd.endpoints.iter().enumerate() {
+        if let Some(message) = endpoint_problem(endpoint) {
+            problems.push(Problem::new(
+                format!("storage.etcd.endpoints[{index}]"),
+                message,
+            ));
+        }
+    }
+    if etcd.dial_timeout.is_zero() {
+        problems.push(Problem::new(
+            "storage.etcd.dial_timeout",
+            "must be greater than zero",
+        ));
+    }
+}
+
+/// Why `endpoint` is not an `http(s)://host:port` URL, if it is not.
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    match rest {
+        None => Some(format!("{endpoint:?} must start with http:// or https://")),
+        Some(host) if host.trim_end_matches('/').is_empty() => {
+            Some(format!("{endpoint:?} has no host"))
+        }
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(config: &Config) -> Vec<String> {
+        problems(config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(messages(&Config::default()).is_empty());
+    }
+
+    #[test]
+    fn idle_connections_are_bounded_by_open_connections() {
+        let mut config = Config::default();
+        config.storage.mysql.max_idle_conns = 101;
+        assert_eq!(
+            messages(&config),
+            ["storage.mysql.max_idle_conns: must not exceed max_open_conns (100)"]
+        );
+    }
+
+    #[test]
+    fn port_zero_is_rejected() {
+        let mut config = Config::default();
+        config.storage.mysql.port = 0;
+        assert_eq!(
+            messages(&config),
+            ["storage.mysql.port: must be between 1 and 65535"]
+        );
+    }
+
+    #[test]
+    fn endpoints_must_be_present_and_urls() {
+        let mut config = Config::default();
+        config.storage.etcd.endpoints = vec![];
+        assert_eq!(
+            messages(&config),
+            ["storage.etcd.endpoints: must not be empty"]
+        );
+        config.storage.etcd.endpoints = vec!["localhost:2379".into(), "https://".into()];
+        assert_eq!(
+            messages(&config),
+            [
+                "storage.etcd.endpoints[0]: \"localhost:2379\" must start with http:// or https://",
+                "storage.etcd.endpoints[1]: \"https://\" has no host",
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_dial_timeout_is_rejected() {
+        let mut config = Config::default();
+        config.storage.etcd.dial_timeout = std::time::Duration::ZERO;
+        assert_eq!(
+            messages(&config),
+            ["storage.etcd.dial_timeout: must be greater than zero"]
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Stowage: a Kubernetes operator that mirrors cluster state into pluggable stores and manages
+//! hostPath/NFS storage. `main.rs` only calls [`cli::main`]; everything else lives here.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod crd;
+pub mod metrics;
+pub mod operator;
+pub mod report;
+pub mod sandbox;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
