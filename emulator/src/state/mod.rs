@@ -2,7 +2,9 @@
 //! that watches resume from. All writes go through [`Inner::commit`], which bumps the counter,
 //! records the change and wakes watchers.
 
+mod crd;
 mod defaults;
+mod delete;
 mod read;
 mod write;
 
@@ -16,8 +18,9 @@ use serde_json::Value;
 use crate::resources::{Registry, ResourceType, StorageKey};
 use crate::status::ApiError;
 
+pub use delete::{DeleteOptions, DeleteOutcome};
 pub use read::{Filter, ListQuery};
-pub use write::{DeleteOptions, DeleteOutcome, PatchKind, WriteOptions, view};
+pub use write::{PatchKind, WriteOptions, view};
 
 /// One stored object version with its serialised form, shared by lists, gets and watch events.
 #[derive(Debug)]

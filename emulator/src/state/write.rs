@@ -1,5 +1,5 @@
-//! Writes: create, update, patch, delete and delete-collection with the API server's rules for
-//! server-owned metadata, status subresources, generation, no-op writes, finalizers and cascades.
+//! Create, update and patch with the API server's rules for server-owned metadata, status
+//! subresources, generation, no-op writes and finalizers.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Inner, Stored, defaults};
 use crate::patch::{self, PatchError};
-use crate::resources::{ResourceType, StorageKey, types_from_crd};
+use crate::resources::{ResourceType, StorageKey};
 use crate::status::ApiError;
 
 /// Per-request write settings.
@@ -38,22 +38,6 @@ pub enum PatchKind {
     Apply { force: bool },
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
-    pub dry_run: bool,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    /// `Orphan`, `Background` or `Foreground`.
-    pub propagation: Option<String>,
-}
-
-pub enum DeleteOutcome {
-    /// The object is gone; its last state.
-    Deleted(Value),
-    /// Finalizers hold it; deletionTimestamp is set.
-    Pending(Value),
-}
-
 pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -80,7 +64,7 @@ fn unview(rt: &ResourceType, value: Value) -> Value {
     }
 }
 
-fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+pub(super) fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v.get("metadata")
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
@@ -159,7 +143,7 @@ fn without_timestamps(v: &Value) -> Value {
     v
 }
 
-fn finalizers(v: &Value) -> Vec<String> {
+pub(super) fn finalizers(v: &Value) -> Vec<String> {
     v.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| {
@@ -295,7 +279,12 @@ impl Inner {
         Ok(view(rt, &stored.value))
     }
 
-    fn existing(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Stored>, ApiError> {
+    pub(super) fn existing(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<Arc<Stored>, ApiError> {
         self.get_stored(&rt.storage, ns, name)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
@@ -563,241 +552,11 @@ impl Inner {
         let stored = self.commit(&rt.storage, &ns, &name, Some(new));
         Ok(view(rt, &stored.value))
     }
-
-    pub fn delete(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> Result<DeleteOutcome, ApiError> {
-        let old = self.existing(rt, ns, name)?;
-        let uid = meta_str(&old.value, "uid").unwrap_or_default();
-        if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            ));
-        }
-        if let Some(want) = opts
-            .precondition_rv
-            .as_deref()
-            .filter(|r| *r != old.rv.to_string())
-        {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
-                    old.rv
-                ),
-            ));
-        }
-        if opts.dry_run {
-            return Ok(if finalizers(&old.value).is_empty() {
-                DeleteOutcome::Deleted(view(rt, &old.value))
-            } else {
-                DeleteOutcome::Pending(view(rt, &old.value))
-            });
-        }
-        if opts.propagation.as_deref() == Some("Orphan") {
-            self.orphan_dependents(uid);
-        }
-        match self.delete_one(&rt.storage, ns, name) {
-            Some((value, true)) => Ok(DeleteOutcome::Deleted(view(rt, &value))),
-            Some((value, false)) => Ok(DeleteOutcome::Pending(view(rt, &value))),
-            None => Err(ApiError::not_found(&rt.group, &rt.plural, name)),
-        }
-    }
-
-    pub fn delete_collection(
-        &mut self,
-        rt: &ResourceType,
-        filter: &super::Filter,
-        opts: &DeleteOptions,
-    ) -> Result<Vec<Value>, ApiError> {
-        let targets: Vec<(String, String)> = self
-            .objects
-            .get(&rt.storage)
-            .map(|objs| {
-                objs.iter()
-                    .filter(|(_, s)| filter.matches(s))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        for (ns, name) in targets {
-            match self.delete(rt, &ns, &name, opts)? {
-                DeleteOutcome::Deleted(v) | DeleteOutcome::Pending(v) => out.push(v),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Deletes or marks one object; returns its last state and whether it is gone.
-    fn delete_one(&mut self, storage: &StorageKey, ns: &str, name: &str) -> Option<(Value, bool)> {
-        let old = self.get_stored(storage, ns, name)?;
-        if finalizers(&old.value).is_empty() {
-            let last = self.remove(storage, ns, name, &old);
-            return Some((last, true));
-        }
-        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
-            return Some((old.value.clone(), false));
-        }
-        let mut new = old.value.clone();
-        new["metadata"]["deletionTimestamp"] = Value::String(now());
-        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        let generation = new
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        new["metadata"]["generation"] = json!(generation + 1);
-        let stored = self.commit(storage, ns, name, Some(new));
-        Some((stored.value.clone(), false))
-    }
-
-    /// Removes an object for good and cascades: dependents by owner uid, a namespace's contents,
-    /// a CRD's custom resources.
-    fn remove(&mut self, storage: &StorageKey, ns: &str, name: &str, old: &Arc<Stored>) -> Value {
-        let deleted = self.commit(storage, ns, name, None);
-        let uid = meta_str(&old.value, "uid").unwrap_or_default().to_string();
-        let mut work: Vec<(StorageKey, String, String)> = self
-            .owners
-            .get(&uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        if storage.group.is_empty() && storage.plural == "namespaces" {
-            for (key, objs) in &self.objects {
-                work.extend(
-                    objs.keys()
-                        .filter(|(n, _)| n == name)
-                        .map(|(n, o)| (key.clone(), n.clone(), o.clone())),
-                );
-            }
-        }
-        if storage.group == "apiextensions.k8s.io"
-            && storage.plural == "customresourcedefinitions"
-            && let Some((plural, group)) = name.split_once('.')
-        {
-            let key = StorageKey {
-                group: group.into(),
-                plural: plural.into(),
-            };
-            if let Some(objs) = self.objects.get(&key) {
-                work.extend(
-                    objs.keys()
-                        .map(|(n, o)| (key.clone(), n.clone(), o.clone())),
-                );
-            }
-            self.registry.remove(group, plural);
-        }
-        for (key, dns, dname) in work {
-            let _ = self.delete_one(&key, &dns, &dname);
-        }
-        deleted.value.clone()
-    }
-
-    fn orphan_dependents(&mut self, owner_uid: &str) {
-        let dependents: Vec<_> = self
-            .owners
-            .get(owner_uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for (key, ns, name) in dependents {
-            let Some(obj) = self.get_stored(&key, &ns, &name) else {
-                continue;
-            };
-            let mut new = obj.value.clone();
-            if let Some(refs) = new
-                .pointer_mut("/metadata/ownerReferences")
-                .and_then(Value::as_array_mut)
-            {
-                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
-                if refs.is_empty()
-                    && let Some(m) = new["metadata"].as_object_mut()
-                {
-                    m.remove("ownerReferences");
-                }
-            }
-            self.commit(&key, &ns, &name, Some(new));
-        }
-    }
-
-    /// Validates a CRD, fills its status and (re)registers the types it serves.
-    fn register_crd(
-        &mut self,
-        crd: &mut Value,
-        name: &str,
-        old_status: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        let types = types_from_crd(crd)
-            .map_err(|m| ApiError::invalid("CustomResourceDefinition", name, m))?;
-        let spec = &crd["spec"];
-        let names = spec.get("names").cloned().unwrap_or(json!({}));
-        let mut accepted = names.clone();
-        if accepted.get("singular").is_none() {
-            accepted["singular"] = json!(
-                types
-                    .first()
-                    .map(|t| t.singular.clone())
-                    .unwrap_or_default()
-            );
-        }
-        if accepted.get("listKind").is_none() {
-            accepted["listKind"] = json!(format!(
-                "{}List",
-                names
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            ));
-        }
-        let stored_versions: Vec<Value> = spec["versions"]
-            .as_array()
-            .map(|vs| {
-                vs.iter()
-                    .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-                    .filter_map(|v| v.get("name").cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let unchanged = old_status.is_some_and(|s| {
-            s.get("acceptedNames") == Some(&accepted)
-                && s.get("storedVersions") == Some(&json!(stored_versions))
-        });
-        let t = now();
-        crd["status"] = if let (true, Some(s)) = (unchanged, old_status) {
-            s.clone()
-        } else {
-            json!({
-                "acceptedNames": accepted,
-                "storedVersions": stored_versions,
-                "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": t},
-                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": t},
-                ],
-            })
-        };
-        if let Some(first) = types.first() {
-            self.registry.remove(&first.group, &first.plural);
-        }
-        for rt in types {
-            self.registry.insert(rt);
-        }
-        Ok(())
-    }
 }
 
-fn is_crd(rt: &ResourceType) -> bool {
+pub(super) fn is_crd(rt: &ResourceType) -> bool {
     rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
 }
-
 fn unreachable_apply() -> Result<Value, PatchError> {
     Err(PatchError::BadRequest(
         "apply patches are handled separately".into(),

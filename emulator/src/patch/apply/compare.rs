@@ -1,0 +1,128 @@
+//! Comparing two objects field by field (structured-merge-diff's `typed.Compare`).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::fieldset::{Pe, Set};
+use super::value::{is_scalar, json_eq, json_eq_slices};
+use super::walk::{Ctx, Cursor, ListKind, add_subtree, list_pes};
+
+#[derive(Debug, Default)]
+pub(super) struct Comparison {
+    pub(super) modified: Set,
+    pub(super) added: Set,
+    pub(super) removed: Set,
+}
+
+pub(super) fn compare_objects(ctx: &Ctx, lhs: &Value, rhs: &Value) -> Comparison {
+    let mut out = Comparison::default();
+    compare(ctx, &mut Cursor::default(), Some(lhs), Some(rhs), &mut out);
+    out
+}
+
+/// Nulls count as absent: stored objects never keep them.
+fn compare(
+    ctx: &Ctx,
+    cur: &mut Cursor,
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+    out: &mut Comparison,
+) {
+    let lhs = lhs.filter(|v| !v.is_null());
+    let rhs = rhs.filter(|v| !v.is_null());
+    match (lhs, rhs) {
+        (None, None) => {}
+        (None, Some(r)) => {
+            out.added.insert(&cur.path);
+            add_subtree(ctx, cur, r, &mut out.added);
+        }
+        (Some(l), None) => {
+            out.removed.insert(&cur.path);
+            add_subtree(ctx, cur, l, &mut out.removed);
+        }
+        (Some(Value::Object(l)), Some(Value::Object(r))) => {
+            for (key, l_value) in l {
+                cur.push_field(key);
+                compare(ctx, cur, Some(l_value), r.get(key), out);
+                cur.pop_field();
+            }
+            for (key, r_value) in r {
+                if !l.contains_key(key) {
+                    cur.push_field(key);
+                    compare(ctx, cur, None, Some(r_value), out);
+                    cur.pop_field();
+                }
+            }
+        }
+        (Some(Value::Array(l)), Some(Value::Array(r))) => compare_lists(ctx, cur, l, r, out),
+        (Some(l), Some(r)) if is_scalar(l) && is_scalar(r) => {
+            if !json_eq(l, r) {
+                out.modified.insert(&cur.path);
+            }
+        }
+        (Some(l), Some(r)) => {
+            // Type changed: the old subtree goes, the new one arrives.
+            add_subtree(ctx, cur, l, &mut out.removed);
+            add_subtree(ctx, cur, r, &mut out.added);
+            out.modified.insert(&cur.path);
+        }
+    }
+}
+
+fn compare_lists(ctx: &Ctx, cur: &mut Cursor, l: &[Value], r: &[Value], out: &mut Comparison) {
+    let kind = ctx.list_kind(&cur.spath);
+    let granular = kind != ListKind::Atomic && !(l.is_empty() && r.is_empty());
+    let pes = if granular {
+        list_pes(&kind, l).ok().zip(list_pes(&kind, r).ok())
+    } else {
+        None
+    };
+    let Some((l_pes, r_pes)) = pes else {
+        if !json_eq_slices(l, r) {
+            out.modified.insert(&cur.path);
+        }
+        return;
+    };
+
+    let mut order: Vec<&Pe> = Vec::new();
+    let mut l_items: BTreeMap<&Pe, Vec<&Value>> = BTreeMap::new();
+    for (pe, item) in l_pes.iter().zip(l) {
+        let slot = l_items.entry(pe).or_default();
+        if slot.is_empty() {
+            order.push(pe);
+        }
+        slot.push(item);
+    }
+    let mut r_items: BTreeMap<&Pe, Vec<&Value>> = BTreeMap::new();
+    for (pe, item) in r_pes.iter().zip(r) {
+        if !l_items.contains_key(pe) && !r_items.contains_key(pe) {
+            order.push(pe);
+        }
+        r_items.entry(pe).or_default().push(item);
+    }
+
+    for pe in order {
+        let ls = l_items.get(pe).map_or(&[][..], Vec::as_slice);
+        let rs = r_items.get(pe).map_or(&[][..], Vec::as_slice);
+        cur.path.push(pe.clone());
+        match (ls.len(), rs.len()) {
+            (0..=1, 0..=1) => compare(ctx, cur, ls.first().copied(), rs.first().copied(), out),
+            // Duplicated keys on both sides: compared as an atomic run.
+            (2.., 2..) => {
+                if ls.len() != rs.len() || ls.iter().zip(rs).any(|(a, b)| !json_eq(a, b)) {
+                    out.modified.insert(&cur.path);
+                }
+            }
+            (2.., _) => {
+                compare(ctx, cur, None, rs.first().copied(), out);
+                out.removed.insert(&cur.path);
+            }
+            _ => {
+                compare(ctx, cur, ls.first().copied(), None, out);
+                out.added.insert(&cur.path);
+            }
+        }
+        cur.path.pop();
+    }
+}
