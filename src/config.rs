@@ -1,5 +1,6 @@
 //! Stowage's typed configuration: YAML file, then `STOWAGE_*__*` environment variables, then flags.
 
+mod mirror;
 mod render;
 mod serde_helpers;
 mod validate;
@@ -12,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
 use serde::{Deserialize, Serialize};
 
+pub use mirror::{BreakerConfig, ColumnConfig, ListMode, MirrorConfig, MirrorResource};
 pub use render::Problem;
 
 /// File read when `--config` is not given and the file exists in the working directory.
@@ -61,6 +63,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Stowage's own HTTP server (health, readiness, metrics).
     pub server: ServerConfig,
+    /// What is mirrored from the cluster into the store, and how.
+    pub mirror: MirrorConfig,
 }
 
 /// The `storage` section.

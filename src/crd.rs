@@ -59,7 +59,7 @@ pub struct ResourceMirrorSpec {
     /// Fields extracted into their own store columns for querying.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnSpec>,
-    /// Set to false to pause mirroring without deleting what was stored.
+    /// Set to false to stop mirroring this kind; what was stored for it is removed.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
 }

@@ -2,13 +2,16 @@
 //! hostPath/NFS storage. `main.rs` only calls [`cli::main`]; everything else lives here.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crd;
 pub mod metrics;
+pub mod mirror;
 pub mod operator;
 pub mod report;
 pub mod sandbox;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;

@@ -1,21 +1,31 @@
-//! The operator process: connect to the API server, serve Stowage's HTTP endpoints, stop on signal.
+//! The operator process: build the store, start the mirror, serve Stowage's HTTP endpoints (health,
+//! metrics and the REST API over the store), stop on signal.
 //!
-//! Mirroring and the storage controller are later additions; today the operator proves it can
-//! reach the cluster (`/readyz` turns 200) and exposes health and metrics.
+//! `/readyz` turns 200 once the API server answered `/version` and every mirrored kind finished
+//! its initial sync. The storage controller is a later addition.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::api::{self, ApiState};
+use crate::config::{Config, StorageType};
 use crate::metrics::{Metrics, MetricsError};
+use crate::mirror::{Mirror, MirrorError};
 use crate::server::{self, Health, ServerBuilder, ServerError};
 use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
 
 /// Name of the readiness check that waits for the API server.
 pub const APISERVER_CHECK: &str = "apiserver";
+/// Name of the readiness check that waits for the mirror's initial sync.
+pub const MIRROR_CHECK: &str = "mirror";
+/// How often the mirror's readiness is looked at until it is ready.
+const MIRROR_READY_POLL: Duration = Duration::from_millis(100);
 
 /// How long one `/version` request may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,13 +56,59 @@ pub enum OperatorError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// A configured store backend that does not exist yet.
+    #[error(
+        "storage.type {backend} is not built yet; only `memory` is available (set storage.type: memory)"
+    )]
+    StoreNotBuilt { backend: StorageType },
+    #[error("cannot start the mirror")]
+    Mirror {
+        #[source]
+        source: MirrorError,
+    },
 }
 
-/// Runs the operator against `client`, serving HTTP on `listener`, until `shutdown` fires or the
-/// HTTP server fails. `/readyz` answers 503 until the API server has answered `/version`.
+impl OperatorError {
+    /// Metrics and log label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Metrics { .. } => "metrics",
+            Self::ListenerAddr { .. } | Self::Server { .. } | Self::ServerTask { .. } => "server",
+            Self::StoreNotBuilt { .. } => "store",
+            Self::Mirror { .. } => "mirror",
+        }
+    }
+}
+
+/// The store `storage.type` names; only the memory store exists so far.
+pub fn build_store(config: &Config) -> Result<Arc<dyn Store>, OperatorError> {
+    match config.storage.kind {
+        StorageType::Memory => Ok(Arc::new(MemoryStore::new(config.mirror.history))),
+        backend @ (StorageType::Mysql | StorageType::Etcd) => {
+            Err(OperatorError::StoreNotBuilt { backend })
+        }
+    }
+}
+
+/// Runs the operator against `client` with the store `storage.type` names, serving HTTP on
+/// `listener`, until `shutdown` fires or the HTTP server fails. A store backend that is not
+/// built yet is an error before anything starts.
 pub async fn run(
     client: Client,
     config: &Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), OperatorError> {
+    let store = build_store(config)?;
+    run_with_store(client, config, store, listener, shutdown).await
+}
+
+/// [`run`] with a given store (tests wrap the memory store to inject failures). `/readyz` answers
+/// 503 until the API server has answered `/version` and the mirror's initial sync is done.
+pub async fn run_with_store(
+    client: Client,
+    config: &Config,
+    store: Arc<dyn Store>,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), OperatorError> {
@@ -62,32 +118,60 @@ pub async fn run(
         APISERVER_CHECK,
         "waiting for the Kubernetes API server to answer /version",
     );
+    health.set_not_ready(MIRROR_CHECK, "waiting for the initial sync");
     let addr = listener
         .local_addr()
         .map_err(|source| OperatorError::ListenerAddr { source })?;
-    let app = ServerBuilder::new(metrics.clone(), health.clone()).build();
+    let mirror = Mirror::start(client.clone(), &config.mirror, store, &metrics)
+        .map_err(|source| OperatorError::Mirror { source })?;
+    let rest = ApiState::new(mirror.store(), mirror.kinds(), mirror.health())
+        .with_shutdown(shutdown.clone());
+    let app = ServerBuilder::new(metrics.clone(), health.clone())
+        .merge(api::router(rest))
+        .build();
     let mut server = tokio::spawn(server::serve(listener, app, shutdown.wait_owned()));
-    info!(%addr, storage = %config.storage.kind, "serving /healthz, /readyz and /metrics");
-
     info!(
-        "mirroring (ResourceMirror) and the storage controller are not built yet: Stowage only \
-         checks the API server and serves health and metrics"
+        %addr,
+        storage = %config.storage.kind,
+        "serving /healthz, /readyz, /metrics and the REST API under /api/v1"
     );
 
     let connect = async {
         wait_for_apiserver(&client, &metrics, &health).await;
+        wait_for_mirror(&mirror, &health).await;
         std::future::pending::<()>().await;
     };
-    tokio::select! {
-        ended = &mut server => {
-            // The server only returns before shutdown on failure; stop everything else too.
+    let ended_early = tokio::select! {
+        ended = &mut server => Some(ended),
+        () = connect => None,
+        () = shutdown.wait() => None,
+    };
+    mirror.shutdown().await;
+    match ended_early {
+        // The server only returns before shutdown on failure; stop everything else too.
+        Some(ended) => {
             shutdown.trigger();
-            return server_result(ended);
+            server_result(ended)
         }
-        () = connect => {}
-        () = shutdown.wait() => {}
+        None => server_result(server.await),
     }
-    server_result(server.await)
+}
+
+/// Keeps the mirror's readiness check current until the initial sync is done; after that the
+/// check stays ready (a `ResourceMirror` added later does not take the pod out of service).
+async fn wait_for_mirror(mirror: &Mirror, health: &Health) {
+    let mut tick = tokio::time::interval(MIRROR_READY_POLL);
+    loop {
+        tick.tick().await;
+        match mirror.initial_sync() {
+            Ok(()) => {
+                info!("initial sync complete");
+                health.set_ready(MIRROR_CHECK);
+                return;
+            }
+            Err(reason) => health.set_not_ready(MIRROR_CHECK, reason),
+        }
+    }
 }
 
 fn server_result(

@@ -1,5 +1,5 @@
 //! Local playgrounds: `stowage emulator` (just the API server emulator) and `stowage sandbox`
-//! (a seeded emulator with the operator running against it).
+//! (a seeded emulator with the operator, the mirror and the REST API running against it).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -42,6 +42,8 @@ pub enum SandboxError {
         #[source]
         source: stowage_emulator::Error,
     },
+    #[error("cannot install the CRD {name} into the emulator: {reason}")]
+    InstallCrd { name: String, reason: String },
     #[error("cannot build a Kubernetes client for the emulator at {url}")]
     Client {
         url: String,
@@ -122,6 +124,20 @@ async fn run_against(
     kubeconfig: &Path,
     shutdown: Shutdown,
 ) -> Result<(), SandboxError> {
+    // Stowage's own CRDs first, as if Stowage were installed: ResourceMirrors can be tried.
+    for definition in crate::crd::all() {
+        let name = definition.metadata.name.clone().unwrap_or_default();
+        let object = serde_json::to_value(&definition).map_err(|err| SandboxError::InstallCrd {
+            name: name.clone(),
+            reason: err.to_string(),
+        })?;
+        emulator
+            .insert(object)
+            .map_err(|err| SandboxError::InstallCrd {
+                name,
+                reason: err.to_string(),
+            })?;
+    }
     let objects = seed_objects(SEED)?;
     for (index, object) in objects.into_iter().enumerate() {
         let described = describe(&object);
@@ -205,8 +221,11 @@ pub fn welcome(emulator_url: &str, kubeconfig: &Path, http: SocketAddr) -> Strin
          \n  curl {base}/healthz\
          \n  curl {base}/readyz\
          \n  curl {base}/metrics\n\
-         \nNot built yet: the mirror (ResourceMirror) and the storage controller. The sandbox runs the\
-         \nemulator and Stowage's health, readiness and metrics endpoints only.\
+         \nThe mirrored cluster, from Stowage's store (REST API):\
+         \n  curl {base}/api/v1/resources\
+         \n  curl '{base}/api/v1/pods?namespace=shop'\
+         \n  curl {base}/api/v1/status\n\
+         \nNot built yet: the storage controller.\
          \nPress Ctrl-C to stop.\n"
     )
 }
@@ -281,7 +300,8 @@ mod tests {
         );
         assert!(text.contains("kubectl --kubeconfig ./sandbox.kubeconfig get pods -A"));
         assert!(text.contains("curl http://127.0.0.1:8080/healthz"));
-        assert!(text.contains("Not built yet"));
+        assert!(text.contains("curl 'http://127.0.0.1:8080/api/v1/pods?namespace=shop'"));
+        assert!(text.contains("curl http://127.0.0.1:8080/api/v1/resources"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     mysql(&config.storage.mysql, &mut problems);
     etcd(&config.storage.etcd, &mut problems);
+    super::mirror::problems(&config.mirror, &mut problems);
     problems
 }
 
