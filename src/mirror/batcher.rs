@@ -50,15 +50,18 @@ pub enum Stop {
     Closed,
 }
 
-/// Whether the batch being filled must be sealed now.
+/// Whether the batch being filled must be sealed now: when it is full, when it is `interval` old,
+/// or when nothing more is waiting in the queue (group commit: while one batch is written the next
+/// one fills, so batches grow with load and a lone event is not held back for `interval`).
 pub fn batch_due(
     len: usize,
     batch_size: usize,
     started: Option<Instant>,
     interval: Duration,
     now: Instant,
+    queue_empty: bool,
 ) -> bool {
-    len > 0 && (len >= batch_size || started.is_some_and(|at| now >= at + interval))
+    len > 0 && (len >= batch_size || queue_empty || started.is_some_and(|at| now >= at + interval))
 }
 
 /// The earliest of the instants the batcher must wake up at.
@@ -170,6 +173,7 @@ impl Batcher {
                 run.started,
                 self.settings.batch_interval,
                 now,
+                rx.is_empty(),
             ) && let Err(stop) = self.seal(&mut run)
             {
                 break stop;
@@ -402,14 +406,33 @@ mod tests {
         let ms = |m: u64| start + Duration::from_millis(m);
         let interval = Duration::from_millis(50);
         let cases = [
-            ("empty never seals", 0, None, ms(1000), false),
-            ("young and small waits", 3, Some(ms(0)), ms(10), false),
-            ("full seals at once", 500, Some(ms(0)), ms(0), true),
-            ("old seals", 1, Some(ms(0)), ms(50), true),
-            ("older seals", 1, Some(ms(0)), ms(70), true),
+            ("empty never seals", 0, None, ms(1000), false, true),
+            (
+                "young and small waits while more is queued",
+                3,
+                Some(ms(0)),
+                ms(10),
+                false,
+                false,
+            ),
+            (
+                "young and small seals when the queue is drained",
+                3,
+                Some(ms(0)),
+                ms(10),
+                true,
+                true,
+            ),
+            ("full seals at once", 500, Some(ms(0)), ms(0), true, false),
+            ("old seals", 1, Some(ms(0)), ms(50), true, false),
+            ("older seals", 1, Some(ms(0)), ms(70), true, false),
         ];
-        for (name, len, started, now, want) in cases {
-            assert_eq!(batch_due(len, 500, started, interval, now), want, "{name}");
+        for (name, len, started, now, want, queue_empty) in cases {
+            assert_eq!(
+                batch_due(len, 500, started, interval, now, queue_empty),
+                want,
+                "{name}"
+            );
         }
     }
 
