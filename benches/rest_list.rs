@@ -1,0 +1,189 @@
+//! REST list benchmark: `GET /api/v1/configmaps?namespace=..&labelSelector=..&search=..&limit=50`
+//! over 100k mirrored objects, beside the same server's trivial `/healthz`, both driven by the
+//! same in-process HTTP load (so the comparison shares every cost but the handler). Run with
+//! `cargo bench -p stowage --bench rest_list`; `BENCH_OBJECTS`, `BENCH_SECONDS`, `BENCH_CONCURRENCY`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stowage::api::{ApiState, router};
+use stowage::metrics::Metrics;
+use stowage::mirror::health::MirrorHealth;
+use stowage::mirror::object::to_mirror_object;
+use stowage::mirror::registry::Kinds;
+use stowage::server::{Health, ServerBuilder};
+use stowage::store::memory::MemoryStore;
+use stowage::store::{Store, WriteBatch, WriteOp};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Run {
+    requests: u64,
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn pct(&mut self, p: f64) -> f64 {
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn load(urls: Arc<Vec<String>>, concurrency: u64, seconds: u64) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let client = client.clone();
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = w as usize;
+                while Instant::now() < deadline {
+                    let url = &urls[i % urls.len()];
+                    i += concurrency as usize;
+                    let t = Instant::now();
+                    let resp = client.get(url).send().await.expect("request");
+                    assert!(resp.status().is_success(), "{url}: {}", resp.status());
+                    let _ = resp.bytes().await.expect("body");
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.expect("worker"));
+    }
+    Run {
+        requests: latencies_us.len() as u64,
+        latencies_us,
+        elapsed: started.elapsed(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let objects = env("BENCH_OBJECTS", 100_000);
+    let seconds = env("BENCH_SECONDS", 10);
+    let concurrency = env("BENCH_CONCURRENCY", 8);
+    let kind = stowage::mirror::builtin::kinds()
+        .into_iter()
+        .find(|k| k.kind == "ConfigMap")
+        .expect("ConfigMap is built in");
+    let store = Arc::new(MemoryStore::new(10_000));
+    store.register(&kind).await.expect("register");
+    let payload = "x".repeat(900);
+    let mut batch = Vec::new();
+    for i in 0..objects {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("app-{i:06}"), "namespace": format!("ns-{}", i % 10),
+                "uid": format!("uid-{i}"), "resourceVersion": (i + 1).to_string(),
+                "creationTimestamp": "2025-01-01T00:00:00Z",
+                "labels": {"app": format!("app-{}", i % 20), "tier": if i % 2 == 0 { "web" } else { "db" }}},
+            "data": {"payload": payload}});
+        batch.push(WriteOp::Upsert(
+            to_mirror_object(&kind, obj).expect("valid object"),
+        ));
+        if batch.len() == 1000 {
+            store
+                .write(
+                    &kind,
+                    WriteBatch {
+                        ops: std::mem::take(&mut batch),
+                        epoch: 1,
+                    },
+                )
+                .await
+                .expect("write");
+        }
+    }
+    if !batch.is_empty() {
+        store
+            .write(
+                &kind,
+                WriteBatch {
+                    ops: batch,
+                    epoch: 1,
+                },
+            )
+            .await
+            .expect("write");
+    }
+    let (_tx, kinds) = tokio::sync::watch::channel(Arc::new(Kinds::new([kind])));
+    let state = ApiState::new(store.clone(), kinds, MirrorHealth::new("memory"));
+    let metrics = Metrics::new().expect("metrics");
+    let app = ServerBuilder::new(metrics, Health::new())
+        .merge(router(state))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+
+    let base = format!("http://{addr}");
+    // Varied queries so no single answer is repeated: 10 namespaces × 20 apps × search digits.
+    let list_urls: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "{base}/api/v1/configmaps?namespace=ns-{}&labelSelector=app%3Dapp-{},tier%3Dweb&search={}&limit=50",
+                i % 10,
+                (i * 7) % 20,
+                i % 10
+            )
+        })
+        .collect();
+    let probe: serde_json::Value = reqwest::get(&list_urls[0])
+        .await
+        .expect("probe")
+        .json()
+        .await
+        .expect("json");
+    println!(
+        "objects: {objects}; sample query matches {} objects, returns {}",
+        probe["total"],
+        probe["items"].as_array().map_or(0, Vec::len)
+    );
+    let _ = load(Arc::new(list_urls.clone()), concurrency, 1).await; // warm-up
+    let mut trivial = load(
+        Arc::new(vec![format!("{base}/healthz")]),
+        concurrency,
+        seconds,
+    )
+    .await;
+    let mut list = load(Arc::new(list_urls), concurrency, seconds).await;
+    println!(
+        "trivial /healthz:   {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms",
+        trivial.rate(),
+        trivial.pct(0.50),
+        trivial.pct(0.99)
+    );
+    println!(
+        "REST list (ns+label+search, limit 50): {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   ({:.2}× the trivial rate)",
+        list.rate(),
+        list.pct(0.50),
+        list.pct(0.99),
+        list.rate() / trivial.rate()
+    );
+}
