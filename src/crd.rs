@@ -53,7 +53,8 @@ pub struct ResourceMirrorSpec {
     /// Extra JSON paths (e.g. `.status.images`) dropped from every object before it is stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune: Vec<String>,
-    /// Store Secret `data`/`stringData` as is; by default they are dropped.
+    /// Store Secret `data`/`stringData` values as they are; by default each value is replaced with
+    /// `<redacted>` (the keys are kept).
     #[serde(default)]
     pub keep_secret_data: bool,
     /// Fields extracted into their own store columns for querying.

@@ -110,6 +110,8 @@ pub async fn run_sandbox(
     kubeconfig: &Path,
     shutdown: Shutdown,
 ) -> Result<(), SandboxError> {
+    // Refuse an unbuilt store backend before printing a welcome that would not come true.
+    operator::build_store(config).map_err(|source| SandboxError::Operator { source })?;
     let emulator = Emulator::start(EmulatorConfig::default())
         .await
         .map_err(|source| SandboxError::Start { source })?;
@@ -225,7 +227,7 @@ pub fn welcome(emulator_url: &str, kubeconfig: &Path, http: SocketAddr) -> Strin
          \n  curl {base}/api/v1/resources\
          \n  curl '{base}/api/v1/pods?namespace=shop'\
          \n  curl {base}/api/v1/status\n\
-         \nNot built yet: the storage controller.\
+         \nNot built yet: the storage controller, the MySQL and etcd stores, and the Redis cache.\
          \nPress Ctrl-C to stop.\n"
     )
 }

@@ -9,7 +9,7 @@ mod tests;
 use serde_json::{Value, json};
 
 use crate::resources::ResourceType;
-use cells::{age, name};
+use cells::name;
 use columns::columns;
 
 /// Whether the client asked for a Table (kubectl's `Accept: application/json;as=Table;...`).
@@ -38,6 +38,26 @@ pub fn human_age(ts: &str) -> String {
 
 /// Builds a Table of `objects` as `rt` prints them. `include_object` is the `includeObject` query
 /// parameter: `None`, `Object`, or the default `Metadata`.
+/// One cell of a CRD printer column: the first value its JSONPath selects (Kubernetes writes
+/// `.status.conditions[?(@.type=="Ready")].status`; RFC 9535 wants a leading `$`), with `date`
+/// columns shown as an age like the API server does.
+fn printer_cell(column: &Value, obj: &Value) -> Value {
+    let path = column["jsonPath"].as_str().unwrap_or_default();
+    let query = if path.starts_with('$') {
+        path.to_string()
+    } else {
+        format!("${path}")
+    };
+    let value = serde_json_path::JsonPath::parse(&query)
+        .ok()
+        .and_then(|p| p.query(obj).first().cloned())
+        .unwrap_or(Value::Null);
+    match (column["type"].as_str(), &value) {
+        (Some("date"), Value::String(ts)) => Value::String(human_age(ts)),
+        _ => value,
+    }
+}
+
 pub fn table(
     rt: &ResourceType,
     objects: &[Value],
@@ -59,9 +79,6 @@ pub fn table(
             defs.push(json!({"name": c["name"], "type": c.get("type").cloned().unwrap_or(json!("string")), "format": c.get("format").cloned().unwrap_or(json!("")),
                 "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0))}));
         }
-        defs.push(
-            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
-        );
     }
     let rows: Vec<Value> = objects
         .iter()
@@ -71,11 +88,8 @@ pub fn table(
             } else {
                 let mut cells = vec![name(obj)];
                 for c in &custom {
-                    let path = c["jsonPath"].as_str().unwrap_or_default();
-                    let ptr = format!("/{}", path.trim_start_matches('.').replace('.', "/"));
-                    cells.push(obj.pointer(&ptr).cloned().unwrap_or(Value::Null));
+                    cells.push(printer_cell(c, obj));
                 }
-                cells.push(age(obj));
                 cells
             };
             let mut row = json!({"cells": cells});

@@ -33,3 +33,31 @@ fn ages_are_short() {
     assert_eq!(human_age(&ts), "61m");
     assert_eq!(human_age("garbage"), "<unknown>");
 }
+
+#[test]
+fn crd_printer_columns_use_jsonpath_filters() {
+    let mut rt = Registry::builtin()
+        .get("", "v1", "configmaps")
+        .expect("configmaps");
+    std::sync::Arc::make_mut(&mut rt).builtin = false;
+    std::sync::Arc::make_mut(&mut rt).printer_columns = vec![
+        json!({"name": "Synced", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Synced\")].status"}),
+        json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}),
+    ];
+    let obj = json!({"metadata": {"name": "m", "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "status": {"conditions": [{"type": "Other", "status": "False"}, {"type": "Synced", "status": "True"}]}});
+    let t = table(&rt, &[obj], None, None);
+    let names: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .expect("defs")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["Name", "Synced", "Age"], "no second Age column");
+    assert_eq!(t["rows"][0]["cells"][1], "True");
+    assert!(
+        t["rows"][0]["cells"][2]
+            .as_str()
+            .is_some_and(|a| a.ends_with('d'))
+    );
+}
