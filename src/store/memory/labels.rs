@@ -1,0 +1,179 @@
+//! What list filters read without opening a record: interned label sets (objects of one workload
+//! share theirs) and lower-cased names for case-insensitive search.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// One distinct set of labels, in both forms the store reads.
+#[derive(Debug, PartialEq)]
+pub(super) struct LabelSet {
+    /// As `LabelSelector::matches` reads them.
+    pub json: Map<String, Value>,
+    /// As [`crate::store::MirrorObject::labels`] holds them.
+    pub map: BTreeMap<String, String>,
+}
+
+/// An interned set, hashed and compared by its labels.
+struct Shared(Arc<LabelSet>);
+
+impl Hash for Shared {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.map.hash(state);
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.map == other.0.map
+    }
+}
+
+impl Eq for Shared {}
+
+impl Borrow<BTreeMap<String, String>> for Shared {
+    fn borrow(&self) -> &BTreeMap<String, String> {
+        &self.0.map
+    }
+}
+
+/// Interned label sets of one table, each with the number of table entries using it. Change-log
+/// records may keep a set alive after its last entry is gone; it is forgotten here all the same.
+#[derive(Default)]
+pub(super) struct LabelSets(HashMap<Shared, usize>);
+
+impl LabelSets {
+    /// The shared set equal to `labels`, counted as used once more.
+    pub fn intern(&mut self, labels: BTreeMap<String, String>) -> Arc<LabelSet> {
+        if let Some(uses) = self.0.get_mut(&labels) {
+            *uses += 1;
+        }
+        if let Some((shared, _)) = self.0.get_key_value(&labels) {
+            return Arc::clone(&shared.0);
+        }
+        let json = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let set = Arc::new(LabelSet { json, map: labels });
+        self.0.insert(Shared(Arc::clone(&set)), 1);
+        set
+    }
+
+    /// Counts one use of `set` less, forgetting it after its last.
+    pub fn release(&mut self, set: &LabelSet) {
+        if let Some(uses) = self.0.get_mut(&set.map) {
+            *uses = uses.saturating_sub(1);
+            if *uses == 0 {
+                self.0.remove(&set.map);
+            }
+        }
+    }
+
+    /// Distinct sets in use.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Names up to this many bytes are searched without following a pointer.
+const INLINE_NAME: usize = 38;
+
+/// A lower-cased name, inline when short (as most Kubernetes names are).
+pub(super) enum LowerName {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+impl LowerName {
+    pub fn new(name: &str) -> Self {
+        let lower = name.to_lowercase();
+        match u8::try_from(lower.len()) {
+            Ok(len) if lower.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..lower.len()].copy_from_slice(lower.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(lower.into_boxed_str()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(name) => name.as_bytes(),
+        }
+    }
+
+    /// Substring test on UTF-8 bytes: a valid UTF-8 needle can only match at character
+    /// boundaries, so this equals `str::contains` without its per-call searcher setup.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        let haystack = self.as_bytes();
+        match needle {
+            [] => true,
+            [first, rest @ ..] => haystack
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| *b == first)
+                .any(|(i, _)| haystack.get(i + 1..i + 1 + rest.len()) == Some(rest)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_sets_are_shared_until_their_last_use() {
+        let mut sets = LabelSets::default();
+        let web = sets.intern(labels(&[("app", "web")]));
+        let again = sets.intern(labels(&[("app", "web")]));
+        assert!(Arc::ptr_eq(&web, &again));
+        assert_eq!(web.json.get("app"), Some(&Value::String("web".into())));
+        let api = sets.intern(labels(&[("app", "api")]));
+        assert_eq!(sets.len(), 2);
+        sets.release(&web);
+        assert_eq!(sets.len(), 2, "one use of web left");
+        sets.release(&again);
+        sets.release(&api);
+        assert_eq!(sets.len(), 0);
+        sets.release(&api);
+        assert_eq!(sets.len(), 0, "releasing a forgotten set is harmless");
+    }
+
+    #[test]
+    fn lower_names_match_substrings_inline_and_on_the_heap() {
+        let short = LowerName::new("Web-1");
+        assert!(matches!(short, LowerName::Inline { .. }));
+        let long_name = format!("{}-Tail", "x".repeat(60));
+        let long = LowerName::new(&long_name);
+        assert!(matches!(long, LowerName::Heap(_)));
+        for (name, needle, expected) in [
+            (&short, "web", true),
+            (&short, "b-1", true),
+            (&short, "", true),
+            (&short, "web-1", true),
+            (&short, "web-12", false),
+            (&short, "1-", false),
+            (&long, "x-tail", true),
+            (&long, "tail-", false),
+        ] {
+            assert_eq!(name.contains(needle.as_bytes()), expected, "{needle:?}");
+        }
+        let unicode = LowerName::new("ÜNÏ-名前");
+        assert!(unicode.contains("ünï".as_bytes()));
+        assert!(unicode.contains("名前".as_bytes()));
+    }
+}

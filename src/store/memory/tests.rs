@@ -1,0 +1,177 @@
+//! Unit tests of the memory store's bookkeeping: label interning, column layout changes and
+//! records shared between the table and the change log.
+
+use serde_json::json;
+
+use super::*;
+use crate::store::conformance::{sample_kind, sample_object};
+
+fn label_sets(store: &MemoryStore, kind: &KindSpec) -> usize {
+    store
+        .table(kind)
+        .expect("table")
+        .data
+        .read()
+        .label_sets
+        .len()
+}
+
+#[tokio::test]
+async fn label_sets_are_shared_and_forgotten_with_their_last_object() {
+    let store = MemoryStore::new(16);
+    let kind = sample_kind("LabelSets");
+    store.register(&kind).await.expect("register");
+    let object = |name: &str, app: &str| {
+        let mut object = sample_object("ns", name, "1");
+        object.labels.insert("app".to_owned(), app.to_owned());
+        WriteOp::Upsert(object)
+    };
+    let ops = vec![object("a", "web"), object("b", "web"), object("c", "api")];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("write");
+    assert_eq!(label_sets(&store, &kind), 2);
+    let delete = |name: &str| WriteOp::Delete {
+        namespace: "ns".to_owned(),
+        name: name.to_owned(),
+    };
+    let ops = vec![delete("a"), delete("c")];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("delete");
+    assert_eq!(
+        label_sets(&store, &kind),
+        1,
+        "api is unused, web still used by b"
+    );
+    let mut relabelled = sample_object("ns", "b", "2");
+    relabelled.labels.insert("app".to_owned(), "db".to_owned());
+    let ops = vec![WriteOp::Upsert(relabelled)];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 2 })
+        .await
+        .expect("relabel");
+    assert_eq!(label_sets(&store, &kind), 1, "web forgotten, db interned");
+    assert_eq!(store.sweep(&kind, 3).await.expect("sweep"), 1);
+    assert_eq!(label_sets(&store, &kind), 0);
+    let feed = store.changes(Some(&kind), 0, 100).await.expect("changes");
+    let app = |i: usize| feed[i].object.labels.get("app").cloned();
+    assert_eq!(app(0).as_deref(), Some("web"), "the log keeps its labels");
+    assert_eq!(app(5).as_deref(), Some("db"));
+}
+
+#[tokio::test]
+async fn a_changed_column_list_keeps_filters_right() {
+    let store = MemoryStore::new(16);
+    let mut kind = sample_kind("Reordered");
+    store.register(&kind).await.expect("register");
+    let mut object = sample_object("ns", "a", "1");
+    object.columns.insert("phase".to_owned(), json!("Running"));
+    object.columns.insert("replicas".to_owned(), json!(2));
+    object.object["spec"] = json!({ "replicas": 2 });
+    object
+        .columns
+        .insert("spec".to_owned(), json!({ "replicas": 2 }));
+    let ops = vec![WriteOp::Upsert(object.clone())];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("write");
+    kind.columns.reverse();
+    store.register(&kind).await.expect("register reordered");
+    let filtered = |column: &str, value: &str| ListQuery {
+        columns: vec![(column.to_owned(), value.to_owned())],
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let page = store
+        .list(&kind, &filtered("phase", "Running"))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1, "phase after reordering");
+    assert_eq!(page.items, [object.clone()], "the object as written");
+    let page = store
+        .list(&kind, &filtered("replicas", "2"))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1, "replicas after reordering");
+    let page = store
+        .list(&kind, &filtered("spec", r#"{"replicas":2}"#))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1, "derived spec after reordering");
+    let sums = store
+        .column_sums(&kind, &["replicas".to_owned()])
+        .await
+        .expect("sums");
+    assert_eq!(sums.get("replicas"), Some(&2));
+    let found = store.get_by_uid(&kind, &object.uid).await.expect("get");
+    assert_eq!(found.as_ref(), Some(&object), "by uid after reordering");
+}
+
+#[tokio::test]
+async fn the_log_shares_the_tables_records() {
+    let store = MemoryStore::new(16);
+    let kind = sample_kind("Shared");
+    store.register(&kind).await.expect("register");
+    let ops = vec![WriteOp::Upsert(sample_object("ns", "a", "1"))];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("write");
+    let table = store.table(&kind).expect("table");
+    let data = table.data.read();
+    let entry = data.objects.values().next().expect("entry");
+    let log = store.log.lock();
+    let logged = log.entries.back().expect("logged");
+    assert!(Arc::ptr_eq(&logged.record, &entry.record));
+    let by_uid = data.uids.get("uid:ns/a").expect("indexed");
+    assert!(Arc::ptr_eq(&by_uid.0, &entry.record));
+}
+
+#[tokio::test]
+async fn json_column_sorts_and_groups_read_derived_values() {
+    let store = MemoryStore::new(16);
+    let kind = sample_kind("JsonSort");
+    store.register(&kind).await.expect("register");
+    let ops = [(3, "a"), (1, "b"), (2, "c")]
+        .into_iter()
+        .map(|(replicas, name)| {
+            let mut object = sample_object("ns", name, "1");
+            object.object["spec"] = json!({ "replicas": replicas });
+            object
+                .columns
+                .insert("spec".to_owned(), object.object["spec"].clone());
+            WriteOp::Upsert(object)
+        })
+        .collect();
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("write");
+    let query = ListQuery {
+        sort: crate::store::Sort {
+            field: crate::store::SortField::Column("spec".to_owned()),
+            descending: false,
+        },
+        limit: 2,
+        ..ListQuery::default()
+    };
+    let page = store.list(&kind, &query).await.expect("list");
+    let names: Vec<&str> = page.items.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["b", "c"]);
+    let next = ListQuery {
+        after: page.next,
+        ..query
+    };
+    let page = store.list(&kind, &next).await.expect("next page");
+    let names: Vec<&str> = page.items.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["a"]);
+    let groups = store
+        .group_count(&kind, &GroupBy::Column("spec".to_owned()))
+        .await
+        .expect("groups");
+    assert_eq!(groups.get(r#"{"replicas":2}"#), Some(&1));
+}
