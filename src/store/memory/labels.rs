@@ -47,18 +47,21 @@ pub(super) struct LabelSets(HashMap<Shared, usize>);
 
 impl LabelSets {
     /// The shared set equal to `labels`, counted as used once more.
-    pub fn intern(&mut self, labels: BTreeMap<String, String>) -> Arc<LabelSet> {
-        if let Some(uses) = self.0.get_mut(&labels) {
+    pub fn intern(&mut self, labels: &BTreeMap<String, String>) -> Arc<LabelSet> {
+        if let Some(uses) = self.0.get_mut(labels) {
             *uses += 1;
         }
-        if let Some((shared, _)) = self.0.get_key_value(&labels) {
+        if let Some((shared, _)) = self.0.get_key_value(labels) {
             return Arc::clone(&shared.0);
         }
         let json = labels
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let set = Arc::new(LabelSet { json, map: labels });
+        let set = Arc::new(LabelSet {
+            json,
+            map: labels.clone(),
+        });
         self.0.insert(Shared(Arc::clone(&set)), 1);
         set
     }
@@ -138,11 +141,11 @@ mod tests {
     #[test]
     fn equal_sets_are_shared_until_their_last_use() {
         let mut sets = LabelSets::default();
-        let web = sets.intern(labels(&[("app", "web")]));
-        let again = sets.intern(labels(&[("app", "web")]));
+        let web = sets.intern(&labels(&[("app", "web")]));
+        let again = sets.intern(&labels(&[("app", "web")]));
         assert!(Arc::ptr_eq(&web, &again));
         assert_eq!(web.json.get("app"), Some(&Value::String("web".into())));
-        let api = sets.intern(labels(&[("app", "api")]));
+        let api = sets.intern(&labels(&[("app", "api")]));
         assert_eq!(sets.len(), 2);
         sets.release(&web);
         assert_eq!(sets.len(), 2, "one use of web left");

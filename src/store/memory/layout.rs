@@ -62,7 +62,7 @@ impl Layout {
     /// The entry cells and the record overrides of an object's columns map.
     pub fn split(
         &self,
-        mut columns: BTreeMap<String, Value>,
+        columns: &BTreeMap<String, Value>,
         object: &Value,
     ) -> (Box<[Cell]>, Overrides) {
         let mut overrides = Vec::new();
@@ -78,8 +78,10 @@ impl Layout {
                 Cell::of(given, derives)
             })
             .collect();
-        columns.retain(|name, _| !self.columns.iter().any(|c| c.name == *name));
-        overrides.extend(columns.into_iter().map(|(name, value)| (name, Some(value))));
+        let unknown = columns
+            .iter()
+            .filter(|(name, _)| !self.columns.iter().any(|c| c.name == **name));
+        overrides.extend(unknown.map(|(name, value)| (name.clone(), Some(value.clone()))));
         (cells, (!overrides.is_empty()).then(|| overrides.into()))
     }
 

@@ -3,41 +3,44 @@
 //!
 //! Layout and locking:
 //! - `tables` maps [`KindSpec::id`] to a `Table`; the map lock is held only to look a table up.
-//! - A table keeps `BTreeMap<Key, Entry>` (so a namespace is a cheap range and the default sort is
-//!   the map's own order) and a uid index. An entry holds the object's compact, immutable
-//!   [`Record`] (see [`record`]: the object serialised once, typed scalar columns, JSON columns
-//!   and annotations re-derived on read) plus what list filters read without opening it.
+//! - A table (`table`) keeps `BTreeMap<Key, Entry>` (so a namespace is a cheap range and the
+//!   default sort is the map's own order) and a uid index. An entry holds the object's compact,
+//!   immutable record (`record`: the object serialised once as JSON, plus only what the object
+//!   does not yield itself) and what filters and sorts read without opening the record: the
+//!   interned label set, the lower-cased name and one typed cell per column (`layout`; JSON
+//!   columns equal to their path's extraction are only marked, and re-derived on read).
 //! - The change log shares the records of the table, so recording a change never copies an
 //!   object. Revisions are assigned under the log lock, which writers take after their table lock
 //!   (always in that order), so revisions are strictly increasing across kinds and a batch's
 //!   changes are numbered consecutively.
 //! - No lock is ever held across an `.await`: every trait method runs synchronous code.
-//! - Reads pick records under a read lock and materialise [`MirrorObject`]s (parsing the stored
-//!   JSON) only for the items they return, after releasing it.
+//! - Reads pick records under a read lock (`filter`, `order`, `page`) and materialise
+//!   [`MirrorObject`]s (parsing the stored JSON) only for the items they return, after releasing
+//!   it. A batch's written objects are dropped together after the locks are released.
 //!
 //! `unregister` drops a kind's objects without emitting `Deleted` changes: the kind is gone, and
 //! feed consumers learn that from the registry, not from thousands of synthetic deletions.
 
-mod decode;
+mod filter;
 mod labels;
 mod layout;
 mod log;
-mod query;
+mod order;
+mod page;
 mod record;
+mod table;
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use self::labels::{LabelSet, LabelSets, LowerName};
-use self::layout::{Cell, Layout};
+use self::filter::{ColumnRef, Filter};
 use self::log::{ChangeLog, LogEntry};
-use self::query::{ColumnRef, Filter, Order};
-use self::record::{BatchScratch, Key, Record};
+use self::order::Order;
+use self::record::{BatchScratch, Key};
+use self::table::TableData;
 use super::{
     Change, ChangeType, GroupBy, ListPage, ListQuery, MirrorObject, Revision, Store, StoreError,
     WriteBatch, WriteOp, WriteOutcome,
@@ -54,67 +57,6 @@ pub struct MemoryStore {
 /// One registered kind.
 struct Table {
     data: RwLock<TableData>,
-}
-
-struct TableData {
-    spec: KindSpec,
-    /// The spec's columns as records are laid out.
-    layout: Arc<Layout>,
-    /// Set by `unregister`, so a writer that looked the table up just before fails cleanly.
-    removed: bool,
-    objects: BTreeMap<Key, Entry>,
-    uids: HashSet<ByUid>,
-    label_sets: LabelSets,
-}
-
-/// One stored object with what filters read kept inside the entry, so scanning a namespace
-/// follows as few pointers as possible.
-struct Entry {
-    record: Arc<Record>,
-    /// The record's labels, shared by every object with the same labels (a list evaluates a
-    /// selector once per distinct set).
-    labels: Arc<LabelSet>,
-    /// Lower-cased name for case-insensitive search.
-    name: LowerName,
-    /// The kind's columns in spec order, so filters and sorts need not open the record.
-    cells: Box<[Cell]>,
-    /// Last batch epoch that upserted this object; updated in place for unchanged upserts.
-    epoch: u64,
-}
-
-impl Entry {
-    fn new(record: Arc<Record>, cells: Box<[Cell]>, epoch: u64) -> Self {
-        Self {
-            labels: Arc::clone(&record.labels),
-            name: LowerName::new(&record.key.name),
-            record,
-            cells,
-            epoch,
-        }
-    }
-}
-
-/// The uid index's element: a table record, hashed and found by its uid.
-struct ByUid(Arc<Record>);
-
-impl Hash for ByUid {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.uid.hash(state);
-    }
-}
-
-impl PartialEq for ByUid {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.uid == other.0.uid
-    }
-}
-
-impl Eq for ByUid {}
-
-impl Borrow<str> for ByUid {
-    fn borrow(&self) -> &str {
-        &self.0.uid
-    }
 }
 
 impl MemoryStore {
@@ -159,20 +101,8 @@ impl MemoryStore {
                 data.spec = kind.clone();
             }
             None => {
-                let data = TableData {
-                    spec: kind.clone(),
-                    layout: Arc::new(Layout::new(kind)),
-                    removed: false,
-                    objects: BTreeMap::new(),
-                    uids: HashSet::new(),
-                    label_sets: LabelSets::default(),
-                };
-                tables.insert(
-                    kind.id(),
-                    Arc::new(Table {
-                        data: RwLock::new(data),
-                    }),
-                );
+                let data = RwLock::new(TableData::new(kind));
+                tables.insert(kind.id(), Arc::new(Table { data }));
             }
         }
         Ok(())
@@ -181,11 +111,7 @@ impl MemoryStore {
     fn unregister_sync(&self, kind: &KindSpec) {
         let removed = self.tables.write().remove(&kind.id());
         if let Some(table) = removed {
-            let mut data = table.data.write();
-            data.removed = true;
-            data.objects.clear();
-            data.uids.clear();
-            data.label_sets = LabelSets::default();
+            table.data.write().remove();
         }
     }
 
@@ -287,13 +213,13 @@ impl MemoryStore {
         let data = table.data.read();
         let mut filter = Filter::new(&data.spec, query)?;
         let order = Order::new(&data.spec, query)?;
-        let scope = query::scope(query.namespace.as_deref());
+        let scope = page::scope(query.namespace.as_deref());
         let window = if !order.is_key_order() {
-            query::sorted_window(&data.objects, scope, &mut filter, &order, query)
+            page::sorted_window(&data.objects, scope, &mut filter, &order, query)
         } else if filter.is_trivial() {
-            query::unfiltered_in_map_order(&data.objects, scope, &order, query)
+            page::unfiltered_in_map_order(&data.objects, scope, &order, query)
         } else {
-            query::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
+            page::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
         };
         drop(data);
         window.into_page(&order)
@@ -384,75 +310,6 @@ impl MemoryStore {
                 })
             })
             .collect()
-    }
-}
-
-impl TableData {
-    /// Stores `object` unless its resourceVersion is the stored one (then only marks it seen in
-    /// `epoch`); returns the change and the new record to log.
-    fn upsert(
-        &mut self,
-        mut object: MirrorObject,
-        epoch: u64,
-        scratch: &mut BatchScratch,
-    ) -> Option<(ChangeType, Arc<Record>)> {
-        let key = Key::new(&object.namespace, &object.name);
-        let (change, key) = match self.objects.get_mut(&key) {
-            Some(old) if *old.record.resource_version == *object.resource_version => {
-                old.epoch = epoch;
-                scratch.retire(object.object);
-                return None;
-            }
-            Some(old) => {
-                if *old.record.uid != *object.uid {
-                    self.uids.remove(&*old.record.uid);
-                }
-                // Reuse the key strings the map already holds.
-                (ChangeType::Modified, old.record.key.clone())
-            }
-            None => (ChangeType::Added, key),
-        };
-        let labels = self.label_sets.intern(std::mem::take(&mut object.labels));
-        let (record, cells) = Record::new(object, key.clone(), labels, &self.layout, scratch);
-        let record = Arc::new(record);
-        self.uids.replace(ByUid(Arc::clone(&record)));
-        let entry = Entry::new(Arc::clone(&record), cells, epoch);
-        if let Some(old) = self.objects.insert(key, entry) {
-            self.label_sets.release(&old.labels);
-        }
-        Some((change, record))
-    }
-
-    /// Removes the object under `key`; returns the change and its last record to log.
-    fn delete(&mut self, key: &Key) -> Option<(ChangeType, Arc<Record>)> {
-        let old = self.objects.remove(key)?;
-        self.uids.remove(&*old.record.uid);
-        self.label_sets.release(&old.labels);
-        Some((ChangeType::Deleted, old.record))
-    }
-
-    /// Lays every record out for `kind`'s changed columns (sharing the stored objects).
-    fn relayout(&mut self, kind: &KindSpec) -> Result<(), StoreError> {
-        let layout = Arc::new(Layout::new(kind));
-        let records = self
-            .objects
-            .values()
-            .map(|entry| entry.record.relayout(&layout))
-            .collect::<Result<Vec<_>, _>>()?;
-        for (entry, (record, cells)) in self.objects.values_mut().zip(records) {
-            let record = Arc::new(record);
-            let indexed = self
-                .uids
-                .get(&*record.uid)
-                .is_some_and(|by_uid| Arc::ptr_eq(&by_uid.0, &entry.record));
-            if indexed {
-                self.uids.replace(ByUid(Arc::clone(&record)));
-            }
-            entry.record = record;
-            entry.cells = cells;
-        }
-        self.layout = layout;
-        Ok(())
     }
 }
 

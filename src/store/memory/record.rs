@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::decode;
 use super::labels::LabelSet;
 use super::layout::{Cell, Layout, Overrides};
 use crate::store::{MirrorObject, StoreError};
@@ -35,19 +34,20 @@ impl Key {
 /// deeper objects are kept parsed.
 const MAX_SERIALISED_DEPTH: usize = 100;
 
-/// Scratch space of one write batch: a serialisation buffer, and the objects already stored,
-/// dropped together once the batch is done. Freeing each object between the allocations of the
-/// records that outlive it would leave its many small blocks as holes all over the heap, which
+/// Scratch space of one write batch: a serialisation buffer, and the batch's objects, dropped
+/// together once the batch is done. Records copy what they keep rather than take the objects'
+/// allocations: freeing each object between the allocations of records that outlive it, or
+/// keeping pieces of it, would leave its many small blocks as holes all over the heap, which
 /// makes every later allocation (each read materialises objects) markedly slower.
 #[derive(Default)]
 pub(super) struct BatchScratch {
     buffer: Vec<u8>,
-    spent: Vec<Value>,
+    spent: Vec<MirrorObject>,
 }
 
 impl BatchScratch {
     /// Keeps a stored (or ignored) object until the batch's end.
-    pub fn retire(&mut self, object: Value) {
+    pub fn retire(&mut self, object: MirrorObject) {
         self.spent.push(object);
     }
 }
@@ -62,18 +62,15 @@ enum Body {
 }
 
 impl Body {
-    /// Serialises `object`, retiring it into the batch's scratch.
-    fn of(object: Value, scratch: &mut BatchScratch) -> Self {
-        if nested_deeper_than(&object, MAX_SERIALISED_DEPTH) {
-            return Self::Tree(Arc::new(object));
+    /// Serialises `object` through `buffer`.
+    fn of(object: &Value, buffer: &mut Vec<u8>) -> Self {
+        if nested_deeper_than(object, MAX_SERIALISED_DEPTH) {
+            return Self::Tree(Arc::new(object.clone()));
         }
-        scratch.buffer.clear();
-        match serde_json::to_writer(&mut scratch.buffer, &object) {
-            Ok(()) => {
-                scratch.retire(object);
-                Self::Json(Arc::from(scratch.buffer.as_slice()))
-            }
-            Err(_) => Self::Tree(Arc::new(object)),
+        buffer.clear();
+        match serde_json::to_writer(&mut *buffer, object) {
+            Ok(()) => Self::Json(Arc::from(buffer.as_slice())),
+            Err(_) => Self::Tree(Arc::new(object.clone())),
         }
     }
 }
@@ -105,7 +102,8 @@ pub(super) struct Record {
 
 impl Record {
     /// `object` as stored under `key` (its namespace and name) with its interned `labels`
-    /// (`object.labels` is not read); also returns the table entry's cells.
+    /// (`object.labels` is not read); also returns the table entry's cells. Copies what it
+    /// keeps (see [`BatchScratch`]), then retires the object into `scratch`.
     pub fn new(
         object: MirrorObject,
         key: Key,
@@ -113,29 +111,21 @@ impl Record {
         layout: &Arc<Layout>,
         scratch: &mut BatchScratch,
     ) -> (Self, Box<[Cell]>) {
-        let MirrorObject {
-            uid,
-            resource_version,
-            annotations,
-            created_at,
-            columns,
-            object,
-            ..
-        } = object;
-        let (cells, overrides) = layout.split(columns, &object);
-        let annotations =
-            (!annotations_derive(&object, &annotations)).then(|| annotations.into_iter().collect());
+        let (cells, overrides) = layout.split(&object.columns, &object.object);
+        let annotations = (!annotations_derive(&object.object, &object.annotations))
+            .then(|| object.annotations.clone().into_iter().collect());
         let record = Self {
             key,
-            uid: uid.into_boxed_str(),
-            resource_version: resource_version.into_boxed_str(),
-            created_at: created_at.map(String::into_boxed_str),
+            uid: object.uid.as_str().into(),
+            resource_version: object.resource_version.as_str().into(),
+            created_at: object.created_at.as_deref().map(Box::from),
             labels,
             layout: Arc::clone(layout),
             overrides,
             annotations,
-            body: Body::of(object, scratch),
+            body: Body::of(&object.object, &mut scratch.buffer),
         };
+        scratch.retire(object);
         (record, cells)
     }
 
@@ -144,7 +134,7 @@ impl Record {
     pub fn relayout(&self, layout: &Arc<Layout>) -> Result<(Self, Box<[Cell]>), StoreError> {
         let object = self.object()?;
         let columns = self.layout.columns(&object, &self.overrides);
-        let (cells, overrides) = layout.split(columns, &object);
+        let (cells, overrides) = layout.split(&columns, &object);
         let record = Self {
             key: self.key.clone(),
             uid: self.uid.clone(),
@@ -191,7 +181,7 @@ impl Record {
         match &self.body {
             Body::Tree(object) => Ok(Cow::Borrowed(&**object)),
             Body::Json(bytes) => {
-                decode::from_slice(bytes)
+                serde_json::from_slice(bytes)
                     .map(Cow::Owned)
                     .map_err(|e| StoreError::Unavailable {
                         message: format!(
