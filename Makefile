@@ -18,7 +18,7 @@ SANDBOX_PROFILE ?= dev
 # the code. The output goes to a temporary file first so a failed build leaves the committed one intact.
 CRD_FILE := crds/resourcemirror.yaml
 
-.PHONY: help services test lint fmt sandbox bench crds clean
+.PHONY: help services test lint fmt sandbox bench crds chart-files clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-9s %s\n", $$1, $$2 }'
@@ -54,6 +54,12 @@ crds: ## Regenerate the committed CRD manifests in crds/
 	@mkdir -p $(dir $(CRD_FILE))
 	$(CARGO) run --quiet --bin stowage -- crd > $(CRD_FILE).tmp || { rm -f $(CRD_FILE).tmp; exit 1; }
 	@mv $(CRD_FILE).tmp $(CRD_FILE)
+
+# The chart's CRDs, its dashboard ConfigMaps (from deploy/grafana/*.json), deploy/stowage.yaml and
+# deploy/prometheus/stowage-rules.yaml are derived from other files; tests/chart.rs fails when they
+# drift and writes them afresh when STOWAGE_BLESS is set. Run it after `make crds` or a chart change.
+chart-files: ## Regenerate the chart's and deploy/'s derived files (CRDs, dashboards, plain manifests, rules)
+	STOWAGE_BLESS=1 $(CARGO) test --quiet --test chart generated_files_are_up_to_date
 
 clean: ## Remove build output and the sandbox kubeconfig (running services are left alone)
 	$(CARGO) clean
