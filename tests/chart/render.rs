@@ -36,7 +36,6 @@ impl Manifest {
 /// What `helm template` would produce: manifests and the NOTES.txt text.
 #[derive(Debug)]
 pub struct Rendered {
-    pub values: serde_yaml::Value,
     pub manifests: Vec<Manifest>,
     pub notes: String,
 }
@@ -56,7 +55,10 @@ impl Rendered {
     pub fn to_yaml(&self) -> String {
         self.manifests
             .iter()
-            .map(|m| format!("---\n{}", serde_yaml::to_string(&m.doc).expect("YAML")))
+            .map(|m| {
+                let doc = serde_yaml::to_string(&m.doc).expect("YAML");
+                format!("---\n# Source: stowage/{}\n{doc}", m.template)
+            })
             .collect()
     }
 }
@@ -166,11 +168,7 @@ pub fn render(values: &serde_yaml::Value, release: &Release) -> Rendered {
             }
         }
     }
-    Rendered {
-        values: values.clone(),
-        manifests,
-        notes,
-    }
+    Rendered { manifests, notes }
 }
 
 /// One template text rendered with the Helm functions.

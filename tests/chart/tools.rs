@@ -87,3 +87,63 @@ pub fn check_values_schema(values: &serde_yaml::Value) -> Result<(), String> {
         ))
     }
 }
+
+/// kubectl against the kubeconfig `kubeconfig`; panics with its output when it fails.
+pub async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let bin = program("kubectl", "KUBECTL");
+    let cache = kubeconfig.with_extension("cache");
+    let mut command = tokio::process::Command::new(&bin);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} took over 60 s"))
+        .unwrap_or_else(|err| panic!("cannot run {bin}: {err}"));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Prometheus Operator's CRDs, reduced to what lets the API server (here the emulator) accept
+/// ServiceMonitor and PrometheusRule objects; their content is checked by promtool instead.
+pub const MONITORING_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: prometheusrules, singular: prometheusrule, kind: PrometheusRule, listKind: PrometheusRuleList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
