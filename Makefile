@@ -23,7 +23,7 @@ CRD_FILE := crds/resourcemirror.yaml
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-9s %s\n", $$1, $$2 }'
 
-services: ## Install and start what the tests need (etcd, MariaDB, Redis, protoc, promtool, kubectl)
+services: ## Install and start what the tests need (etcd, MariaDB, Redis, protoc, prometheus, kubectl, kubernetes-validate)
 	bash scripts/services.sh
 
 # Benchmarks are not tests: they are compiled by `make lint` (clippy --all-targets) and run by `make bench`.

@@ -5,7 +5,10 @@
 #   MariaDB       127.0.0.1:3306   root, no password; normally already running
 #   Redis         127.0.0.1:6379   normally already running
 #   protoc                         protobuf-compiler, needed to build the etcd-client crate
-#   promtool                       Debian prometheus (only the tool; the server is never started)
+#   promtool, prometheus           Debian prometheus: the tool, and the server binary that
+#                                  tests/chart.rs starts itself on loopback (never as a service)
+#   kubernetes-validate            PyPI (pip), Kubernetes schemas for tests/chart.rs; with python3
+#                                  and pip from Debian when they are missing
 #   kubectl                        Debian kubernetes-client, only when no kubectl is on PATH
 #   kubectl 1.20                   Debian kubernetes-client unpacked (not installed) under
 #                                  $STOWAGE_SERVICES_DIR/kubernetes-client, so the emulator's kubectl
@@ -96,6 +99,11 @@ collect_missing_packages() {
     need_command /usr/sbin/mariadbd mariadb-server
     need_command redis-server redis-server
     need_command redis-cli redis-tools
+    need_command python3 python3
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        log "pip for python3 not found: will install python3-pip"
+        MISSING_PACKAGES+=(python3-pip)
+    fi
 }
 
 # Packages such as etcd-server and prometheus try to start their daemon from the maintainer scripts.
@@ -294,14 +302,32 @@ unpack_old_kubectl() {
     "${dest}/usr/bin/kubectl" version --client >/dev/null 2>&1 || die "unpacked kubectl does not run"
 }
 
+# ---------------------------------------------------------------------------------------------------
+# kubernetes-validate (PyPI): validates the chart's manifests against Kubernetes' schemas.
+
+install_kubernetes_validate() {
+    if python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
+        log "kubernetes-validate already installed"
+        return 0
+    fi
+    log "pip install kubernetes-validate"
+    # Debian's python3 refuses pip installs outside a virtualenv (PEP 668) unless told otherwise;
+    # this machine exists to run the tests, so the system interpreter gets it.
+    python3 -m pip install -q kubernetes-validate ||
+        python3 -m pip install -q --break-system-packages kubernetes-validate ||
+        die "pip install kubernetes-validate failed"
+    python3 -c 'import kubernetes_validate' || die "kubernetes-validate installed but cannot be imported"
+}
+
 main() {
     collect_missing_packages
     install_missing_packages
     unpack_old_kubectl
+    install_kubernetes_validate
     start_etcd
     start_mariadb
     start_redis
-    log "ready: etcd ${ETCD_CLIENT_URL}, MariaDB 127.0.0.1:${MARIADB_PORT} (root), Redis 127.0.0.1:${REDIS_PORT}; protoc, promtool, kubectl on PATH"
+    log "ready: etcd ${ETCD_CLIENT_URL}, MariaDB 127.0.0.1:${MARIADB_PORT} (root), Redis 127.0.0.1:${REDIS_PORT}; protoc, promtool, prometheus, kubectl, kubernetes-validate on PATH"
 }
 
 main "$@"
