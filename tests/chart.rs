@@ -676,3 +676,29 @@ fn source_text(dir: &std::path::Path) -> String {
     }
     text
 }
+
+#[test]
+fn the_renderer_refuses_what_it_does_not_implement() {
+    // Templates are limited to what gtmpl and funcs.rs provide: anything else fails loudly
+    // instead of rendering differently from Helm.
+    let root = funcs::from_serde(&serde_yaml::from_str("{Values: {a: 1}}").unwrap());
+    for text in [
+        "{{ include \"stowage.labels\" . }}",
+        "{{ .Files.Get \"dashboards/x.json\" }}",
+        "{{ .Values.a | sha256sum }}",
+        "{{ required \"a is required\" .Values.a }}",
+    ] {
+        assert!(
+            render::render_text(text, &root).is_err(),
+            "{text} rendered although the renderer does not implement it"
+        );
+    }
+    assert_eq!(
+        render::render_text(
+            "{{- /* c */ -}} a{{ `{{ $labels.x }}` }} {{ .Values.a | quote }}",
+            &root
+        )
+        .unwrap(),
+        "a{{ $labels.x }} \"1\""
+    );
+}
