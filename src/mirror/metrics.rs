@@ -32,6 +32,9 @@ pub struct MirrorMetrics {
     /// `mirror_resyncs_total{kind}`: buffered writes dropped (buffer full or kind lost by the
     /// store), to be replaced by a full relist once the store takes writes.
     pub resyncs: IntCounterVec,
+    /// `mirror_synced{kind}`: 1 while the kind is `Synced`, 0 while `Pending`, `Syncing` or
+    /// `Degraded` (the "kind not synced for N minutes" alert reads it).
+    pub synced: IntGaugeVec,
 }
 
 impl MirrorMetrics {
@@ -50,6 +53,7 @@ impl MirrorMetrics {
             Box::new(this.relists.clone()),
             Box::new(this.queue_depth.clone()),
             Box::new(this.resyncs.clone()),
+            Box::new(this.synced.clone()),
         ];
         for collector in collectors {
             metrics.register(collector)?;
@@ -149,6 +153,14 @@ impl MirrorMetrics {
                 &["kind"],
             )
             .map_err(error("mirror_resyncs_total"))?,
+            synced: IntGaugeVec::new(
+                Opts::new(
+                    "mirror_synced",
+                    "1 while a kind is synced, 0 while it is pending, (re)listing or degraded.",
+                ),
+                &["kind"],
+            )
+            .map_err(error("mirror_synced"))?,
         })
     }
 
@@ -156,5 +168,6 @@ impl MirrorMetrics {
     pub fn forget(&self, kind: &str) {
         let _ = self.objects.remove_label_values(&[kind]);
         let _ = self.queue_depth.remove_label_values(&[kind]);
+        let _ = self.synced.remove_label_values(&[kind]);
     }
 }

@@ -61,6 +61,7 @@ impl KindTracker {
     pub fn new(id: String, plural: String, health: MirrorHealth, metrics: MirrorMetrics) -> Self {
         health.remove(&id);
         health.update(&id, &plural, |_| {});
+        metrics.synced.with_label_values(&[id.as_str()]).set(0);
         Self {
             id,
             plural,
@@ -84,9 +85,14 @@ impl KindTracker {
         let mut guard = self.flags.lock();
         flags(&mut guard);
         let now = *guard;
+        let state = state_of(now);
+        self.metrics
+            .synced
+            .with_label_values(&[self.id.as_str()])
+            .set(i64::from(state == SyncState::Synced));
         self.health.update(&self.id, &self.plural, |health| {
             entry(health);
-            health.state = state_of(now);
+            health.state = state;
             health.initial_sync_done = now.initial_sync_done;
             if !(now.invalid || now.watch_failing || now.store_failing) {
                 health.last_error = None;
@@ -263,6 +269,28 @@ mod tests {
             (kind().state, kind().last_error, kind().initial_sync_done),
             (SyncState::Synced, None, true)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn synced_gauge_is_one_only_while_synced() -> Result<(), crate::metrics::MetricsError> {
+        let metrics = MirrorMetrics::unregistered()?;
+        let tracker = KindTracker::new(
+            "core/v1/Pod".into(),
+            "pods".into(),
+            MirrorHealth::new("memory"),
+            metrics.clone(),
+        );
+        let gauge = || metrics.synced.with_label_values(&["core/v1/Pod"]).get();
+        assert_eq!(gauge(), 0, "pending");
+        tracker.relist_started();
+        assert_eq!(gauge(), 0, "syncing");
+        tracker.relist_done();
+        assert_eq!(gauge(), 1, "synced");
+        tracker.watch_failed("connection refused".into());
+        assert_eq!(gauge(), 0, "degraded");
+        tracker.watch_ok();
+        assert_eq!(gauge(), 1, "synced again");
         Ok(())
     }
 }

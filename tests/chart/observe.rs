@@ -1,4 +1,4 @@
-//! Stowage observed for real: a `stowage sandbox` process, a workload against its emulator, and
+//! Stowage observed for real: `stowage sandbox`, a workload against its emulator, and
 //! Debian's `prometheus` on loopback scraping it with the chart's alert rules loaded. Helpers to
 //! start both and to read what dashboards and rules query.
 
@@ -7,53 +7,52 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::tools;
 
-/// A running `stowage sandbox` (killed on drop) and its HTTP base URL.
+/// `stowage sandbox` running in this process (the same `sandbox::run_sandbox` the command runs,
+/// so the metrics are this checkout's, not those of a `stowage` binary another worktree built),
+/// stopped on drop.
 pub struct Sandbox {
     pub base: String,
-    _child: Child,
+    shutdown: stowage::shutdown::Shutdown,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
 }
 
 pub async fn start_sandbox(kubeconfig: &Path) -> Sandbox {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stowage"));
-    command
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(kubeconfig)
-        .current_dir(kubeconfig.parent().expect("parent"))
-        .kill_on_drop(true)
-        .stdout(Stdio::piped())
-        .env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("STOWAGE_") {
-            command.env_remove(key);
+    let port = free_port();
+    let mut config = stowage::config::Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let shutdown = stowage::shutdown::Shutdown::new();
+    let kubeconfig = kubeconfig.to_owned();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = stowage::sandbox::run_sandbox(&config, &kubeconfig, stop).await {
+            panic!(
+                "stowage sandbox stopped: {}",
+                stowage::report::multiline(&err)
+            );
         }
-    }
-    let mut child = command.spawn().expect("spawn stowage sandbox");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut base = None;
-    while let Some(line) = lines.next_line().await.expect("read stdout") {
-        if line.contains("Stowage HTTP:") {
-            base = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .map(str::to_owned);
-            break;
-        }
-    }
-    let base = base.expect("stowage sandbox exited without printing its HTTP address");
-    // Keep reading stdout so the sandbox never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    });
     let sandbox = Sandbox {
-        base,
-        _child: child,
+        base: format!("http://127.0.0.1:{port}"),
+        shutdown,
     };
     wait_for_status(&format!("{}/readyz", sandbox.base)).await;
     sandbox
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Polls `url` until it answers 200.
@@ -77,10 +76,7 @@ pub struct Prometheus {
 /// Starts Debian's prometheus scraping `target` (host:port) every second, with `rules` loaded.
 pub async fn start_prometheus(dir: &Path, target: &str, rules: &Path) -> Prometheus {
     let bin = tools::program("prometheus", "PROMETHEUS");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
