@@ -295,6 +295,8 @@ fn values_schema_accepts_the_examples_and_names_bad_keys() {
         ),
         ("replicas: 3", "Additional properties"),
         ("service: {port: 70000}", "service.port"),
+        // Passwords come from existingSecret, never from values.
+        ("storage: {mysql: {password: hunter2}}", "storage.mysql"),
     ] {
         let err = tools::check_values_schema(&values(&[bad]))
             .expect_err(&format!("values.schema.json accepts {bad}"));
