@@ -128,6 +128,9 @@ pub struct MysqlConfig {
     pub max_open_conns: u32,
     /// Connections kept open while idle; at most `max_open_conns`.
     pub max_idle_conns: u32,
+    /// How long soft-deleted rows (`deleted_at` set) are kept before they are purged, e.g. `24h`.
+    #[serde(with = "serde_helpers::duration")]
+    pub purge_after: Duration,
 }
 
 impl Default for MysqlConfig {
@@ -140,6 +143,7 @@ impl Default for MysqlConfig {
             database: "kubernetes".into(),
             max_open_conns: 100,
             max_idle_conns: 10,
+            purge_after: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::server::{self, Health, ServerBuilder, ServerError};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
+use crate::store::mysql::{MysqlOptions, MysqlStore};
 
 /// Name of the readiness check that waits for the API server.
 pub const APISERVER_CHECK: &str = "apiserver";
@@ -58,7 +59,7 @@ pub enum OperatorError {
     },
     /// A configured store backend that does not exist yet.
     #[error(
-        "storage.type {backend} is not built yet; only `memory` is available (set storage.type: memory)"
+        "storage.type {backend} is not built yet; `memory` and `mysql` are available (set storage.type: memory)"
     )]
     StoreNotBuilt { backend: StorageType },
     #[error("cannot start the mirror")]
@@ -80,13 +81,19 @@ impl OperatorError {
     }
 }
 
-/// The store `storage.type` names; only the memory store exists so far.
+/// The store `storage.type` names. The MySQL store connects in the background: a database that
+/// is down at start is retried with backoff (logged, and shown in `/api/v1/status`) while the
+/// mirror's own registration retries wait for it. Call from within the Tokio runtime.
 pub fn build_store(config: &Config) -> Result<Arc<dyn Store>, OperatorError> {
     match config.storage.kind {
         StorageType::Memory => Ok(Arc::new(MemoryStore::new(config.mirror.history))),
-        backend @ (StorageType::Mysql | StorageType::Etcd) => {
-            Err(OperatorError::StoreNotBuilt { backend })
+        StorageType::Mysql => {
+            let options = MysqlOptions::from_config(&config.storage.mysql, config.mirror.history);
+            let store = Arc::new(MysqlStore::new(options));
+            tokio::spawn(Arc::clone(&store).connect_with_backoff());
+            Ok(store)
         }
+        backend @ StorageType::Etcd => Err(OperatorError::StoreNotBuilt { backend }),
     }
 }
 

@@ -34,6 +34,9 @@ fn mysql(mysql: &MysqlConfig, problems: &mut Vec<Problem>) {
             format!("must not exceed max_open_conns ({})", mysql.max_open_conns),
         ));
     }
+    if mysql.purge_after.is_zero() {
+        problems.push(Problem::new(at("purge_after"), "must be greater than zero"));
+    }
 }
 
 fn etcd(etcd: &EtcdConfig, problems: &mut Vec<Problem>) {
@@ -90,6 +93,16 @@ mod tests {
         assert_eq!(
             messages(&config),
             ["storage.mysql.max_idle_conns: must not exceed max_open_conns (100)"]
+        );
+    }
+
+    #[test]
+    fn a_zero_purge_age_is_rejected() {
+        let mut config = Config::default();
+        config.storage.mysql.purge_after = std::time::Duration::ZERO;
+        assert_eq!(
+            messages(&config),
+            ["storage.mysql.purge_after: must be greater than zero"]
         );
     }
 

@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod mysql;
 
 use std::collections::BTreeMap;
 
