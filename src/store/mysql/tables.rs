@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sqlx::{MySqlPool, Row};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::schema::{self, LiveColumn};
 use super::sql::{self, Param, Statement, ident};
@@ -163,8 +163,9 @@ fn purge_every(purge_after: Duration) -> Duration {
     (purge_after / 4).min(Duration::from_secs(600))
 }
 
-/// Purges when the last purge of the table is older than [`purge_every`].
-pub(super) async fn purge_if_due(store: &MysqlStore, table: &Table) -> Result<(), StoreError> {
+/// Purges when the last purge of the table is older than [`purge_every`]. Runs after a write
+/// committed, so a failure is only logged (the next due purge tries again).
+pub(super) async fn purge_if_due(store: &MysqlStore, table: &Table) {
     let due = {
         let mut last = table.last_purge.lock();
         let due = last.elapsed() >= purge_every(store.options.purge_after);
@@ -173,10 +174,9 @@ pub(super) async fn purge_if_due(store: &MysqlStore, table: &Table) -> Result<()
         }
         due
     };
-    if due {
-        purge(store, table).await?;
+    if due && let Err(error) = purge(store, table).await {
+        warn!(table = %table.name, error = %crate::report::chain(&error), "purge failed");
     }
-    Ok(())
 }
 
 /// Deletes soft-deleted rows older than the purge age.

@@ -159,7 +159,7 @@ pub(super) async fn write(
     .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
     store.publish(revision);
-    tables::purge_if_due(store, &table).await?;
+    tables::purge_if_due(store, &table).await;
     if let Some((namespace, name, reason)) = rejected.first() {
         let more = rejected.len() - 1;
         let reason = if more > 0 {
@@ -228,7 +228,7 @@ pub(super) async fn sweep(
     .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
     store.publish(revision);
-    tables::purge_if_due(store, &table).await?;
+    tables::purge_if_due(store, &table).await;
     Ok(ids.len())
 }
 
