@@ -41,7 +41,7 @@ fn pod(i: u64, namespaces: u64) -> serde_json::Value {
         "metadata": {"name": format!("web-{i:06}"), "namespace": format!("ns-{:03}", i % namespaces),
             "uid": format!("6f1c2d3e-0000-4000-8000-{i:012}"), "resourceVersion": (i + 1).to_string(),
             "creationTimestamp": "2025-01-01T00:00:00Z",
-            "labels": {"app": format!("app-{}", i % 20), "tier": if i % 2 == 0 { "web" } else { "db" },
+            "labels": {"app": format!("app-{}", i % 20), "tier": if i.is_multiple_of(2) { "web" } else { "db" },
                 "pod-template-hash": format!("{:08x}", i % 97)},
             "annotations": {"kubernetes.io/psp": "restricted"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("web-{}", i % 97),
@@ -51,7 +51,7 @@ fn pod(i: u64, namespaces: u64) -> serde_json::Value {
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
                 "env": [{"name": "MODE", "value": "production"}]}]},
-        "status": {"phase": if i % 10 == 0 { "Pending" } else { "Running" }, "podIP": format!("10.0.{}.{}", i / 250 % 250, i % 250),
+        "status": {"phase": if i.is_multiple_of(10) { "Pending" } else { "Running" }, "podIP": format!("10.0.{}.{}", i / 250 % 250, i % 250),
             "hostIP": "192.168.0.1", "startTime": "2025-01-01T00:00:05Z",
             "conditions": [{"type": "Ready", "status": "True"}]}})
 }

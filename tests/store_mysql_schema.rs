@@ -38,13 +38,6 @@ async fn upsert(
     bounded("write", store.write(kind, WriteBatch { ops, epoch })).await
 }
 
-fn builtin_kind(kind: &str) -> KindSpec {
-    builtin::kinds()
-        .into_iter()
-        .find(|k| k.kind == kind)
-        .expect("a built-in kind")
-}
-
 /// `(column, data type)` of a table, in order.
 fn columns(db: &TestDb, table: &str) -> Vec<(String, String)> {
     db.sql(&format!(
