@@ -157,6 +157,13 @@ pub struct EtcdConfig {
     pub username: String,
     #[serde(deserialize_with = "serde_helpers::lenient_string")]
     pub password: String,
+    /// Key prefix of this mirror's objects, so several mirrors can share one cluster.
+    #[serde(deserialize_with = "serde_helpers::lenient_string")]
+    pub prefix: String,
+    /// Operations per transaction: the cluster's `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// Bytes per request: the cluster's `--max-request-bytes`.
+    pub max_request_bytes: usize,
 }
 
 impl Default for EtcdConfig {
@@ -166,6 +173,9 @@ impl Default for EtcdConfig {
             dial_timeout: Duration::from_secs(5),
             username: String::new(),
             password: String::new(),
+            prefix: "/kubernetes".into(),
+            max_txn_ops: 128,
+            max_request_bytes: 1_572_864,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::mirror::{Mirror, MirrorError};
 use crate::server::{self, Health, ServerBuilder, ServerError};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::store::etcd::{EtcdSettings, EtcdStore};
 use crate::store::memory::MemoryStore;
 
 /// Name of the readiness check that waits for the API server.
@@ -58,7 +59,7 @@ pub enum OperatorError {
     },
     /// A configured store backend that does not exist yet.
     #[error(
-        "storage.type {backend} is not built yet; only `memory` is available (set storage.type: memory)"
+        "storage.type {backend} is not built yet; `memory` and `etcd` are available (set storage.type: memory)"
     )]
     StoreNotBuilt { backend: StorageType },
     #[error("cannot start the mirror")]
@@ -80,13 +81,16 @@ impl OperatorError {
     }
 }
 
-/// The store `storage.type` names; only the memory store exists so far.
+/// The store `storage.type` names. The etcd store connects on first use: etcd being down at
+/// start is retried by the mirror (registration backoff, breaker), not an error here. Must be
+/// called inside a Tokio runtime.
 pub fn build_store(config: &Config) -> Result<Arc<dyn Store>, OperatorError> {
     match config.storage.kind {
         StorageType::Memory => Ok(Arc::new(MemoryStore::new(config.mirror.history))),
-        backend @ (StorageType::Mysql | StorageType::Etcd) => {
-            Err(OperatorError::StoreNotBuilt { backend })
-        }
+        StorageType::Etcd => Ok(Arc::new(EtcdStore::new(EtcdSettings::from_config(
+            &config.storage.etcd,
+        )))),
+        backend @ StorageType::Mysql => Err(OperatorError::StoreNotBuilt { backend }),
     }
 }
 

@@ -40,6 +40,7 @@ scenarios!(
     hostile_values_are_literal,
     group_count_and_column_sums,
     change_feed,
+    feed_keeps_revisions_whole,
     subscribe_wakes_after_write,
 );
 

@@ -4,6 +4,7 @@
 //! increasing revision, which the change feed resumes from.
 
 pub mod conformance;
+pub mod etcd;
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -188,6 +189,21 @@ impl StoreError {
     }
 }
 
+/// How a backend numbers its changes; the conformance suite checks the strongest guarantees
+/// each model allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevisionModel {
+    /// One revision per change: consecutive within a batch, no gaps (memory, MySQL).
+    #[default]
+    PerChange,
+    /// The backend's own revision (etcd's): the changes of one transaction share a revision, a
+    /// batch may take several transactions, and numbers are skipped by other writers of the same
+    /// cluster. Revisions still strictly increase from transaction to transaction, a batch's
+    /// changes are in operation order, and [`Store::changes`] never splits a revision (so resuming
+    /// from the last revision returned has no gap and no duplicate).
+    Shared,
+}
+
 /// What to group counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupBy {
@@ -200,6 +216,11 @@ pub enum GroupBy {
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs, metrics and `/api/v1/status`: `memory`, `mysql`, `etcd`.
     fn backend(&self) -> &'static str;
+
+    /// How revisions are assigned to changes ([`RevisionModel::PerChange`] unless overridden).
+    fn revision_model(&self) -> RevisionModel {
+        RevisionModel::PerChange
+    }
 
     /// Prepares storage for a kind (tables, prefixes). Idempotent; a changed spec (new columns)
     /// is applied without losing objects.
@@ -247,7 +268,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<BTreeMap<String, i64>, StoreError>;
 
     /// Changes with revision greater than `since`, oldest first, at most `limit`, optionally for
-    /// one kind only. `Expired` when `since` is older than the retained history.
+    /// one kind only. `Expired` when `since` is older than the retained history. Under
+    /// [`RevisionModel::Shared`] the answer ends with a whole revision, which may take it past
+    /// `limit`.
     async fn changes(
         &self,
         kind: Option<&KindSpec>,
