@@ -547,3 +547,54 @@ async fn restart_during_a_sync() {
     assert_eq!(store.sweep(&kind, 2).await.expect("sweep"), 1);
     assert_eq!(store.count(&kind).await.expect("count"), 1000);
 }
+
+/// Two mirrors sharing one etcd under different prefixes (one a string prefix of the other) see
+/// only their own objects and changes.
+#[tokio::test]
+async fn mirrors_with_different_prefixes_share_one_etcd() {
+    let etcd = PrivateEtcd::start().await;
+    let a = store_on(&etcd, "/mirror");
+    let b = store_on(&etcd, "/mirror-b");
+    let kind = sample_kind("Shared");
+    for store in [&a, &b] {
+        timed("register", store.register(&kind))
+            .await
+            .expect("register");
+    }
+    put(&a, &kind, sample_object("ns", "only-a", "1"))
+        .await
+        .expect("write a");
+    put(&b, &kind, sample_object("ns", "only-b", "1"))
+        .await
+        .expect("write b");
+    put(&b, &kind, sample_object("ns", "also-b", "1"))
+        .await
+        .expect("write b");
+    assert_eq!(a.count(&kind).await.expect("count a"), 1);
+    assert_eq!(b.count(&kind).await.expect("count b"), 2);
+    let feed_a = a.changes(None, 0, 100).await.expect("feed a");
+    let names: Vec<&str> = feed_a.iter().map(|c| c.object.name.as_str()).collect();
+    assert_eq!(names, ["only-a"], "mirror a's feed");
+    let feed_b = b.changes(None, 0, 100).await.expect("feed b");
+    assert_eq!(feed_b.len(), 2, "mirror b's feed");
+    assert!(
+        feed_b[0].revision > feed_a[0].revision,
+        "one revision sequence, with gaps"
+    );
+}
+
+/// `storage.type: etcd` builds the etcd store without contacting etcd, so an unreachable etcd
+/// at start is an `Unavailable` answer the mirror retries, not a failed start.
+#[tokio::test]
+async fn operator_builds_the_etcd_store_while_etcd_is_down() {
+    let mut config = stowage::config::Config::default();
+    config.storage.kind = stowage::config::StorageType::Etcd;
+    config.storage.etcd.endpoints = vec!["http://127.0.0.1:9".into()];
+    config.storage.etcd.dial_timeout = Duration::from_millis(500);
+    let store = stowage::operator::build_store(&config).expect("built while etcd is down");
+    assert_eq!(store.backend(), "etcd");
+    let error = timed("register", store.register(&sample_kind("Down")))
+        .await
+        .expect_err("etcd is down");
+    assert!(error.is_transient(), "retried by the mirror: {error}");
+}

@@ -36,11 +36,7 @@ impl Codec {
 
     /// The value stored for `object`.
     pub fn encode(&self, object: &MirrorObject) -> Vec<u8> {
-        let plain = self
-            .processor
-            .process(object.object.clone())
-            .is_ok_and(|derived| derived == *object);
-        let encoded = if plain {
+        let encoded = if self.processor.yields(object) {
             serde_json::to_vec(&object.object)
         } else {
             serde_json::to_vec(&serde_json::json!({ WRAPPED: object }))
@@ -107,6 +103,19 @@ mod tests {
         let stored: Value = serde_json::from_slice(&value).expect("json");
         assert!(stored.get(WRAPPED).is_some(), "wrapped: {stored}");
         assert_eq!(codec.decode(&value).expect("decode"), object);
+
+        // Whatever processing would still change is wrapped too.
+        let mut unpruned = to_mirror_object(&kind, pod_like()).expect("object");
+        unpruned.object["metadata"]["managedFields"] = json!([]);
+        let stored: Value = serde_json::from_slice(&codec.encode(&unpruned)).expect("json");
+        assert!(
+            stored.get(WRAPPED).is_some(),
+            "managedFields kept: {stored}"
+        );
+        assert_eq!(
+            codec.decode(&codec.encode(&unpruned)).expect("decode"),
+            unpruned
+        );
 
         let sample = sample_object("ns", "b", "1");
         assert_eq!(
