@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -99,13 +99,13 @@ async fn list_or_watch(
     let kind = state.kind(plural)?;
     match params::parse(&kind, namespace, pairs)? {
         Request::List(request) => {
-            Ok(Json(list_page(&state, &kind, request).await?).into_response())
+            super::cached::list(&state, &kind, namespace, pairs, request).await
         }
         Request::Watch(request) => feed::watch(state, kind, request, headers).await,
     }
 }
 
-async fn list_page(
+pub(super) async fn list_page(
     state: &ApiState,
     kind: &KindSpec,
     request: ListRequest,
