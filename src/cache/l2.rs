@@ -23,6 +23,22 @@ const BREAKER_FAILURES: u32 = 3;
 /// How long Redis is left alone once the breaker opened, before one probe call.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 
+/// KEYS: the generation counters, then the keys to delete. ARGV: the number of counters, the
+/// time in milliseconds. Returns the new generations.
+const INVALIDATE_SCRIPT: &str = r"
+local counters = tonumber(ARGV[1])
+for i = counters + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+local out = {}
+for i = 1, counters do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' and (kind ~= 'string' or not tonumber(redis.call('GET', KEYS[i]))) then
+    redis.call('SET', KEYS[i], ARGV[2])
+  end
+  out[i] = redis.call('INCR', KEYS[i])
+end
+return out
+";
+
 /// Why the Redis tier could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum L2Error {
@@ -162,25 +178,31 @@ impl L2 {
     }
 
     /// Deletes `keys` and increments the generation counters `counters` (by kind) in one atomic
-    /// round trip; returns each kind's new generation.
+    /// round trip; returns each kind's new generation. A counter holding something other than
+    /// an integer (another program's value) restarts from the clock in milliseconds, above any
+    /// generation counted so far, so no old list key becomes reachable again.
     pub async fn invalidate(
         &self,
         keys: &[String],
         counters: &[(String, String)],
     ) -> Result<BTreeMap<String, u64>, Skipped> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if !keys.is_empty() {
-            pipe.cmd("DEL").arg(keys).ignore();
-        }
-        for (_, counter) in counters {
-            pipe.cmd("INCR").arg(counter);
-        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(INVALIDATE_SCRIPT)
+            .arg(counters.len() + keys.len())
+            .arg(
+                counters
+                    .iter()
+                    .map(|(_, counter)| counter)
+                    .collect::<Vec<_>>(),
+            )
+            .arg(keys)
+            .arg(counters.len())
+            .arg(super::value::now_ms());
         let mut conn = self.conn.clone();
         let generations: Vec<u64> = self
             .call(
                 "invalidate",
-                async move { pipe.query_async(&mut conn).await },
+                async move { cmd.query_async(&mut conn).await },
             )
             .await?;
         Ok(counters
@@ -221,7 +243,24 @@ impl L2 {
                 self.record(Outcome::Success);
                 return Ok(value);
             }
-            Ok(Err(err)) => err.to_string(),
+            Ok(Err(err)) => {
+                // Redis answered (e.g. WRONGTYPE for a foreign value): it is up.
+                let unreachable = err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_unrecoverable_error();
+                if !unreachable {
+                    self.record(Outcome::Success);
+                    self.metrics
+                        .redis_errors
+                        .with_label_values(&[operation])
+                        .inc();
+                    *self.last_error.lock() = Some(format!("{operation}: {err}"));
+                    return Err(Skipped::Failed);
+                }
+                err.to_string()
+            }
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
         tracing::debug!(operation, %error, "Redis call failed");
