@@ -371,6 +371,38 @@ async fn redis_connection(port: u16) -> redis::aio::MultiplexedConnection {
         .expect("connect to Redis")
 }
 
+/// `promtool check metrics` accepts `text` (skipped when promtool is not installed).
+async fn promtool_check(text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("promtool not installed; skipping");
+        return;
+    };
+    let mut child = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(text.as_bytes())
+        .await
+        .expect("write metrics");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +493,18 @@ async fn a_second_replica_hits_l2_then_its_own_l1() {
         let status = b.status().await;
         assert_eq!(status["l2"]["hits"], 5);
         assert_eq!(status["l2"]["redis"]["up"], true);
+        let text = b.metrics.encode().expect("metrics");
+        for line in [
+            r#"stowage_cache_requests_total{family="object",result="hit",tier="l2"} 2"#,
+            r#"stowage_cache_requests_total{family="list",result="hit",tier="l1"} 1"#,
+            "stowage_cache_redis_up 1",
+            r#"stowage_cache_redis_duration_seconds_count{operation="get"}"#,
+            "stowage_cache_l1_entries",
+            "stowage_cache_l1_bytes",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        promtool_check(&text).await;
     })
     .await
     .expect("timed out");
