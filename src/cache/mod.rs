@@ -362,6 +362,14 @@ impl Cache {
         }
     }
 
+    /// Empties this replica's L1 (Redis keeps its values): the benchmark measures L2 hits this way.
+    pub fn clear_l1(&self) {
+        if let Some(inner) = &self.inner {
+            inner.l1.clear();
+            inner.l1.settle();
+        }
+    }
+
     /// Runs L1's pending housekeeping (tests and benchmarks call it before looking at sizes).
     pub fn settle(&self) {
         if let Some(inner) = &self.inner {
