@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_password_is_redacted() {
+        let mut config = crate::config::Config::default();
+        config.cache.redis.password = "s3cret".into();
+        let yaml = config.to_redacted_yaml().expect("yaml");
+        assert!(!yaml.contains("s3cret"), "{yaml}");
+        assert_eq!(config.redacted().cache.redis.password, crate::config::REDACTED);
+    }
+
+    #[test]
     fn addresses_split_into_host_and_port() {
         let mut redis = RedisConfig::default();
         assert_eq!(redis.host_port(), Ok(("127.0.0.1".into(), 6379)));
