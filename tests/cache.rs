@@ -842,3 +842,54 @@ async fn redis_stopped_and_restarted_mid_run() {
     .await
     .expect("timed out");
 }
+
+#[tokio::test]
+async fn redis_comes_back_into_use_without_pending_invalidations() {
+    timeout(TIMEOUT, async {
+        let mut redis = PrivateRedis::start().await;
+        let store = seeded().await;
+        let mut config = config(&prefix(), Some(redis.port));
+        config.redis.timeout = Duration::from_millis(100);
+        let replica = Replica::start(store.clone(), &config, true).await;
+        replica.subscribed().await;
+        assert_eq!(replica.get(WEB0).await.cache, "miss");
+
+        // Redis goes away while nothing changes: reads keep working and open its breaker.
+        redis.stop().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut i = 0;
+        while replica.status().await["l2"]["redis"]["up"] == true {
+            assert!(Instant::now() < deadline, "the breaker never opened");
+            i += 1;
+            let answer = replica
+                .get(&format!("/api/v1/pods?limit={}", i % 5 + 1))
+                .await;
+            assert_eq!(answer.status, 200);
+        }
+        assert_eq!(replica.status().await["l2"]["pendingInvalidations"], 0);
+
+        // Back: reads alone probe it and close the breaker again.
+        redis.resume().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replica.status().await["l2"]["redis"]["up"] != true {
+            assert!(Instant::now() < deadline, "Redis never came back into use");
+            i += 1;
+            let answer = replica
+                .get(&format!("/api/v1/pods?limit={}", i % 5 + 1))
+                .await;
+            assert_eq!(answer.status, 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let path = "/api/v1/namespaces/shop/pods/web-4";
+        assert_eq!(replica.get(path).await.cache, "miss");
+        let other = Replica::start(store.clone(), &config, true).await;
+        assert_eq!(
+            other.get(path).await.cache,
+            "hit-l2",
+            "the value was written to Redis"
+        );
+        redis.stop().await;
+    })
+    .await
+    .expect("timed out");
+}

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::{Cache, Inner, deps};
+use crate::mirror::breaker::Outcome;
 use crate::mirror::registry::KindsReceiver;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -150,6 +151,8 @@ async fn listen(inner: Arc<Inner>, shutdown: Shutdown) {
         };
         match tokio::time::timeout(l2.timeout() * 4, connect).await {
             Ok(Ok(pubsub)) => {
+                // Redis answers: close its breaker even if no read has probed it yet.
+                l2.record(Outcome::Success);
                 inner.resubscribed();
                 inner.subscribed.store(true, Ordering::Release);
                 info!(%channel, "listening for other replicas' cache invalidations");
@@ -169,8 +172,14 @@ async fn listen(inner: Arc<Inner>, shutdown: Shutdown) {
                 inner.subscribed.store(false, Ordering::Release);
                 warn!(%channel, "lost the Redis invalidation channel; reconnecting");
             }
-            Ok(Err(err)) => debug!(error = %err, "cannot subscribe to Redis"),
-            Err(_) => debug!("no answer from Redis while subscribing"),
+            Ok(Err(err)) => {
+                debug!(error = %err, "cannot subscribe to Redis");
+                l2.record(Outcome::TransientFailure);
+            }
+            Err(_) => {
+                debug!("no answer from Redis while subscribing");
+                l2.record(Outcome::TransientFailure);
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(RESUBSCRIBE) => {}

@@ -125,11 +125,6 @@ impl L2 {
         self.timeout
     }
 
-    /// Whether calls are going through (breaker closed).
-    pub fn is_up(&self) -> bool {
-        self.breaker.lock().state() == BreakerState::Closed
-    }
-
     pub fn health(&self) -> RedisHealth {
         let breaker = self.breaker.lock().clone();
         RedisHealth {

@@ -401,10 +401,11 @@ impl Inner {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether values read from Redis can be trusted now.
+    /// Whether values read from Redis can be trusted now. Whether Redis is reachable is the
+    /// breaker's call on each request (an open breaker skips the call; once its cooldown is
+    /// over, one request is the probe).
     fn l2_readable(&self) -> bool {
-        let Some(l2) = &self.l2 else { return false };
-        if !l2.is_up() || !self.pending.lock().invalidation.is_empty() {
+        if self.l2.is_none() || !self.pending.lock().invalidation.is_empty() {
             return false;
         }
         let mut distrust = self.distrust_l2_until.lock();
@@ -501,7 +502,7 @@ impl Inner {
         if self.guard(&key.guard) == before && Entry::fits(body.len()) {
             let entry = Entry::new(body.clone(), key.tag);
             let life = ttl + self.stale_for;
-            if let Some(l2) = self.l2.as_ref().filter(|l2| l2.is_up()) {
+            if let Some(l2) = &self.l2 {
                 let _ = l2.set(&key.text, entry.encode(), life).await;
             }
             self.l1.insert(key.text.clone(), entry, life);
