@@ -204,7 +204,10 @@ mod tests {
         config.cache.redis.password = "s3cret".into();
         let yaml = config.to_redacted_yaml().expect("yaml");
         assert!(!yaml.contains("s3cret"), "{yaml}");
-        assert_eq!(config.redacted().cache.redis.password, crate::config::REDACTED);
+        assert_eq!(
+            config.redacted().cache.redis.password,
+            crate::config::REDACTED
+        );
     }
 
     #[test]
