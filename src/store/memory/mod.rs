@@ -42,8 +42,8 @@ use self::order::Order;
 use self::record::{BatchScratch, Key};
 use self::table::TableData;
 use super::{
-    Change, ChangeType, GroupBy, ListPage, ListQuery, MirrorObject, Revision, Store, StoreError,
-    WriteBatch, WriteOp, WriteOutcome,
+    Change, ChangeType, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, Revision, Store,
+    StoreError, WriteBatch, WriteOp, WriteOutcome,
 };
 use crate::mirror::kind::KindSpec;
 
@@ -209,6 +209,21 @@ impl MemoryStore {
     /// Filters, orders and pages under the table's read lock, keeping only the page's records;
     /// their objects are materialised after the lock is released.
     fn list_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let (window, order) = self.window(kind, query)?;
+        window.into_page(&order)
+    }
+
+    fn list_json_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        let (window, order) = self.window(kind, query)?;
+        window.into_json_page(&order)
+    }
+
+    /// Filters, orders and pages under the table's read lock, keeping only the page's records.
+    fn window<'q>(
+        &self,
+        kind: &KindSpec,
+        query: &'q ListQuery,
+    ) -> Result<(page::Window, Order<'q>), StoreError> {
         let table = self.table(kind)?;
         let data = table.data.read();
         let mut filter = Filter::new(&data.spec, query)?;
@@ -222,7 +237,7 @@ impl MemoryStore {
             page::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
         };
         drop(data);
-        window.into_page(&order)
+        Ok((window, order))
     }
 
     fn group_count_sync(
@@ -356,6 +371,10 @@ impl Store for MemoryStore {
 
     async fn list(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError> {
         self.list_sync(kind, query)
+    }
+
+    async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        self.list_json_sync(kind, query)
     }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {

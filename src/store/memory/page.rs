@@ -10,7 +10,7 @@ use super::filter::Filter;
 use super::order::{Order, SortValue};
 use super::record::{Key, Record};
 use super::table::Entry;
-use crate::store::{ListPage, ListQuery, StoreError};
+use crate::store::{JsonPage, ListPage, ListQuery, StoreError};
 
 /// A range of table keys.
 pub(super) type KeyRange = (Bound<Key>, Bound<Key>);
@@ -49,6 +49,24 @@ impl Window {
             None
         };
         Ok(ListPage {
+            items,
+            total: self.total,
+            next,
+        })
+    }
+
+    /// The page's objects as stored JSON; only the last item is decoded, for the cursor.
+    pub(super) fn into_json_page(self, order: &Order<'_>) -> Result<JsonPage, StoreError> {
+        let items = self
+            .items
+            .iter()
+            .map(|record| record.json())
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match self.items.last() {
+            Some(last) if self.more => Some(order.cursor_of(&last.to_mirror_object()?)),
+            _ => None,
+        };
+        Ok(JsonPage {
             items,
             total: self.total,
             next,
