@@ -16,11 +16,15 @@
 //! - No lock is ever held across an `.await`: every trait method runs synchronous code.
 //! - Reads pick records under a read lock (`filter`, `order`, `page`) and materialise
 //!   [`MirrorObject`]s (parsing the stored JSON) only for the items they return, after releasing
-//!   it. A batch's written objects are dropped together after the locks are released.
+//!   it; `list_json` hands the stored JSON over without parsing it. Each interned label set keeps
+//!   its members in key order, so a list with a label selector walks only the sets it matches
+//!   (`by_labels`) when sets are few. A batch's written objects are dropped together after the
+//!   locks are released.
 //!
 //! `unregister` drops a kind's objects without emitting `Deleted` changes: the kind is gone, and
 //! feed consumers learn that from the registry, not from thousands of synthetic deletions.
 
+mod by_labels;
 mod filter;
 mod labels;
 mod layout;
@@ -161,12 +165,12 @@ impl MemoryStore {
         } = &mut *data;
         let mut log = self.log.lock();
         let mut removed = 0;
-        objects.retain(|_, entry| {
+        objects.retain(|key, entry| {
             if entry.epoch >= epoch {
                 return true;
             }
             uids.remove(&*entry.record.uid);
-            label_sets.release(&entry.labels);
+            label_sets.release(&entry.labels, key);
             log.record(&kind_id, ChangeType::Deleted, Arc::clone(&entry.record));
             removed += 1;
             false
@@ -233,6 +237,17 @@ impl MemoryStore {
             page::sorted_window(&data.objects, scope, &mut filter, &order, query)
         } else if filter.is_trivial() {
             page::unfiltered_in_map_order(&data.objects, scope, &order, query)
+        } else if let Some(selector) = filter.selector_without_columns()
+            && by_labels::label_sets_are_few(data.label_sets.len(), data.objects.len())
+        {
+            by_labels::label_set_members_in_map_order(
+                &data.label_sets,
+                selector,
+                scope,
+                &filter,
+                &order,
+                query,
+            )
         } else {
             page::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
         };

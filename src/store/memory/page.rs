@@ -30,9 +30,22 @@ fn namespace_range(ns: &str) -> KeyRange {
 
 /// The page of a list as picked under the lock, plus what is needed to finish it.
 pub(super) struct Window {
-    items: Vec<Arc<Record>>,
-    total: usize,
-    more: bool,
+    pub(super) items: Vec<Arc<Record>>,
+    pub(super) total: usize,
+    pub(super) more: bool,
+}
+
+#[cfg(test)]
+impl Window {
+    /// `(namespace/name of each item, total, more)`, for comparing walks.
+    pub(super) fn summary(&self) -> (Vec<String>, usize, bool) {
+        let names = self
+            .items
+            .iter()
+            .map(|r| format!("{}/{}", r.key.namespace, r.key.name))
+            .collect();
+        (names, self.total, self.more)
+    }
 }
 
 impl Window {
@@ -75,7 +88,7 @@ impl Window {
 }
 
 /// Items to skip before the page: the offset, unless keyset paging.
-fn skipped(query: &ListQuery) -> usize {
+pub(super) fn skipped(query: &ListQuery) -> usize {
     if query.after.is_some() {
         0
     } else {
