@@ -77,10 +77,7 @@ pub async fn list(
         .cache
         .list_key(&kind.id(), &list_query(namespace, pairs))
         .await;
-    serve(state, &key, || async {
-        body(&objects::list_page(state, kind, request).await?)
-    })
-    .await
+    serve(state, &key, || objects::list_page(state, kind, request)).await
 }
 
 /// `GET /api/v1/{plural}/{uid}`.
