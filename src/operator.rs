@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
+use crate::cache::{Cache, CacheError, CacheMetrics};
 use crate::config::{Config, StorageType};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::{Mirror, MirrorError};
@@ -62,6 +63,11 @@ pub enum OperatorError {
         "storage.type {backend} is not built yet; `memory` and `etcd` are available (set storage.type: memory)"
     )]
     StoreNotBuilt { backend: StorageType },
+    #[error("cannot set up the read cache")]
+    Cache {
+        #[source]
+        source: CacheError,
+    },
     #[error("cannot start the mirror")]
     Mirror {
         #[source]
@@ -77,6 +83,7 @@ impl OperatorError {
             Self::ListenerAddr { .. } | Self::Server { .. } | Self::ServerTask { .. } => "server",
             Self::StoreNotBuilt { .. } => "store",
             Self::Mirror { .. } => "mirror",
+            Self::Cache { .. } => "cache",
         }
     }
 }
@@ -128,8 +135,13 @@ pub async fn run_with_store(
         .map_err(|source| OperatorError::ListenerAddr { source })?;
     let mirror = Mirror::start(client.clone(), &config.mirror, store, &metrics)
         .map_err(|source| OperatorError::Mirror { source })?;
+    let cache = build_cache(config, &metrics)?;
+    // Invalidation follows the store the mirror writes; pub/sub carries other replicas' changes.
+    cache.follow(mirror.store(), mirror.kinds(), shutdown.clone());
+    cache.listen(shutdown.clone());
     let rest = ApiState::new(mirror.store(), mirror.kinds(), mirror.health())
-        .with_shutdown(shutdown.clone());
+        .with_shutdown(shutdown.clone())
+        .with_cache(cache);
     let app = ServerBuilder::new(metrics.clone(), health.clone())
         .merge(api::router(rest))
         .build();
@@ -159,6 +171,20 @@ pub async fn run_with_store(
         }
         None => server_result(server.await),
     }
+}
+
+/// The read cache `cache` configures, its metrics registered with `metrics`.
+fn build_cache(config: &Config, metrics: &Metrics) -> Result<Cache, OperatorError> {
+    let cache_metrics =
+        CacheMetrics::register(metrics).map_err(|source| OperatorError::Metrics { source })?;
+    let cache = Cache::new(&config.cache, cache_metrics)
+        .map_err(|source| OperatorError::Cache { source })?;
+    info!(
+        enabled = config.cache.enabled,
+        redis = config.cache.redis.enabled,
+        "read cache configured"
+    );
+    Ok(cache)
 }
 
 /// Keeps the mirror's readiness check current until the initial sync is done; after that the

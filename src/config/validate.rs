@@ -8,6 +8,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     mysql(&config.storage.mysql, &mut problems);
     etcd(&config.storage.etcd, &mut problems);
     super::mirror::problems(&config.mirror, &mut problems);
+    super::cache::problems(&config.cache, &mut problems);
     problems
 }
 

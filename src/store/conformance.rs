@@ -88,6 +88,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_sorting(store).await;
     list_offset_paging(store).await;
     list_keyset_paging(store).await;
+    list_json_matches_list(store).await;
     hostile_values_are_literal(store).await;
     group_count_and_column_sums(store).await;
     change_feed(store).await;
@@ -1056,6 +1057,59 @@ pub async fn list_keyset_paging(store: &dyn Store) {
             "keyset pages are in sort order ({what})"
         );
     }
+}
+
+/// `list_json` answers every query like `list`: the same objects, serialised, with the same total
+/// and cursor.
+pub async fn list_json_matches_list(store: &dyn Store) {
+    let kind = fresh_kind(store, "ConfListJson").await;
+    let objects = (0..30)
+        .map(|i| keyset_object(&format!("ns{}", i % 3), i))
+        .collect();
+    upsert(store, &kind, objects).await;
+    let queries = [
+        all(),
+        ListQuery { limit: 4, ..all() },
+        ListQuery {
+            namespace: Some("ns1".to_owned()),
+            labels: Some(parse_selector("app=web")),
+            limit: 3,
+            offset: 1,
+            ..all()
+        },
+        ListQuery {
+            sort: sort(column("replicas"), true),
+            limit: 5,
+            ..all()
+        },
+        ListQuery {
+            search: Some("no-such-name".to_owned()),
+            ..all()
+        },
+    ];
+    for query in queries {
+        let page = list(store, &kind, &query).await;
+        let json = step("list_json", store.list_json(&kind, &query)).await;
+        let decoded: Vec<Value> = json
+            .items
+            .iter()
+            .map(|item| serde_json::from_slice(item).expect("list_json items are JSON documents"))
+            .collect();
+        let expected: Vec<Value> = page.items.iter().map(|o| o.object.clone()).collect();
+        assert_eq!(decoded, expected, "list_json objects for {query:?}");
+        assert_eq!(json.total, page.total, "list_json total for {query:?}");
+        assert_eq!(json.next, page.next, "list_json cursor for {query:?}");
+    }
+    let unknown = sample_kind("ConfListJsonNeverRegistered");
+    let err = step_err(
+        "list_json of an unknown kind",
+        store.list_json(&unknown, &all()),
+    )
+    .await;
+    assert!(
+        matches!(err, StoreError::UnknownKind(_)),
+        "list_json of an unknown kind: {err:?}"
+    );
 }
 
 /// Quotes, wildcards, backslashes, unicode and 250-character names are stored and found literally.

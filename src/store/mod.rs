@@ -9,6 +9,7 @@ pub mod memory;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stowage_emulator::selectors::LabelSelector;
@@ -141,6 +142,40 @@ pub struct ListPage {
     pub next: Option<Cursor>,
 }
 
+/// One page of a list as serialised objects, each item one compact JSON document: what a caller
+/// that only passes objects on (the REST list) needs, without decoding and re-encoding them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPage {
+    pub items: Vec<Bytes>,
+    /// Matching objects in all pages.
+    pub total: usize,
+    /// Cursor of the last item when more items follow.
+    pub next: Option<Cursor>,
+}
+
+impl JsonPage {
+    /// Serialises the objects of a decoded page.
+    pub fn encode(page: ListPage) -> Result<Self, StoreError> {
+        let items = page
+            .items
+            .iter()
+            .map(|item| {
+                serde_json::to_vec(&item.object)
+                    .map(Bytes::from)
+                    .map_err(|e| StoreError::Unavailable {
+                        message: format!("object {}/{} does not encode", item.namespace, item.name),
+                        source: Some(e.into()),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            items,
+            total: page.total,
+            next: page.next,
+        })
+    }
+}
+
 /// Failures of a store; `category()` is the metrics label and tells retry policy apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -250,6 +285,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MirrorObject>, StoreError>;
 
     async fn list(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError>;
+
+    /// [`Store::list`] with the objects serialised. Backends that keep objects serialised
+    /// override it to hand their bytes over as they are.
+    async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        JsonPage::encode(self.list(kind, query).await?)
+    }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError>;
 
