@@ -36,6 +36,8 @@ scenarios!(
     list_sorting,
     list_offset_paging,
     list_keyset_paging,
+    list_json_matches_list,
+    feed_keeps_revisions_whole,
     hostile_values_are_literal,
     group_count_and_column_sums,
     change_feed,
