@@ -10,11 +10,13 @@ use serde_json::json;
 use stowage::api::{ApiState, router};
 use stowage::metrics::Metrics;
 use stowage::mirror::health::MirrorHealth;
+use stowage::mirror::kind::KindSpec;
 use stowage::mirror::object::to_mirror_object;
 use stowage::mirror::registry::Kinds;
 use stowage::server::{Health, ServerBuilder};
 use stowage::store::memory::MemoryStore;
-use stowage::store::{Store, WriteBatch, WriteOp};
+use stowage::store::{JsonPage, ListQuery, Store, WriteBatch, WriteOp};
+use stowage_emulator::selectors::LabelSelector;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -79,6 +81,53 @@ async fn load(urls: Arc<Vec<String>>, concurrency: u64, seconds: u64) -> Run {
     }
 }
 
+/// CPU time of the calling thread (unaffected by waiting for a core on a busy machine).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The store's share of a list request in CPU time, for the same queries: `list_json` (what the
+/// REST list calls) beside `list` plus encoding every object (what a backend without its own
+/// `list_json` costs), one thread, no HTTP.
+async fn store_cpu(store: &dyn Store, kind: &KindSpec, queries: &[ListQuery]) {
+    for (label, raw) in [("list_json", true), ("list + encode", false)] {
+        let mut samples = Vec::new();
+        let mut returned = 0;
+        for round in 0..5 {
+            for query in queries {
+                let started = thread_cpu();
+                let bytes = if raw {
+                    let page = store.list_json(kind, query).await.expect("list_json");
+                    page.items.iter().map(|i| i.len()).sum::<usize>()
+                } else {
+                    let page = JsonPage::encode(store.list(kind, query).await.expect("list"))
+                        .expect("encode");
+                    page.items.iter().map(|i| i.len()).sum::<usize>()
+                };
+                returned += bytes;
+                if round > 0 {
+                    samples.push(thread_cpu() - started);
+                }
+            }
+        }
+        assert!(returned > 0, "the bench queries return objects");
+        samples.sort_unstable();
+        let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "store {label:<14} CPU per query: p50 {:.3} ms   p99 {:.3} ms",
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -130,7 +179,7 @@ async fn main() {
             .await
             .expect("write");
     }
-    let (_tx, kinds) = tokio::sync::watch::channel(Arc::new(Kinds::new([kind])));
+    let (_tx, kinds) = tokio::sync::watch::channel(Arc::new(Kinds::new([kind.clone()])));
     let state = ApiState::new(store.clone(), kinds, MirrorHealth::new("memory"));
     let metrics = Metrics::new().expect("metrics");
     let app = ServerBuilder::new(metrics, Health::new())
@@ -154,6 +203,19 @@ async fn main() {
             )
         })
         .collect();
+    // The same 200 queries as the store sees them.
+    let store_queries: Vec<ListQuery> = (0..200)
+        .map(|i| ListQuery {
+            namespace: Some(format!("ns-{}", i % 10)),
+            labels: Some(
+                LabelSelector::parse(&format!("app=app-{},tier=web", (i * 7) % 20))
+                    .expect("selector"),
+            ),
+            search: Some((i % 10).to_string()),
+            limit: 50,
+            ..ListQuery::default()
+        })
+        .collect();
     let probe: serde_json::Value = reqwest::get(&list_urls[0])
         .await
         .expect("probe")
@@ -165,6 +227,7 @@ async fn main() {
         probe["total"],
         probe["items"].as_array().map_or(0, Vec::len)
     );
+    store_cpu(&*store, &kind, &store_queries).await;
     let _ = load(Arc::new(list_urls.clone()), concurrency, 1).await; // warm-up
     let mut trivial = load(
         Arc::new(vec![format!("{base}/healthz")]),

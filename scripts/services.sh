@@ -5,6 +5,7 @@
 #   MariaDB       127.0.0.1:3306   root, no password; normally already running
 #   Redis         127.0.0.1:6379   normally already running
 #   protoc                         protobuf-compiler, needed to build the etcd-client crate
+#   protobuf well-known types      libprotobuf-dev (google/protobuf/*.proto, imported by etcd-client)
 #   promtool, prometheus           Debian prometheus: the tool, and the server binary that
 #                                  tests/chart.rs starts itself on loopback (never as a service)
 #   kubernetes-validate            PyPI (pip), Kubernetes schemas for tests/chart.rs; with python3
@@ -78,11 +79,11 @@ wait_until() {
 # Packages to install, collected first so that apt runs at most once.
 MISSING_PACKAGES=()
 
-# need_command <command or absolute path> <package>: queues the package when the command is absent.
+# need_command <command, or absolute path of a file> <package>: queues the package when it is absent.
 need_command() {
     local command=$1 package=$2
     if [[ ${command} == /* ]]; then
-        [[ -x ${command} ]] && return 0
+        [[ -e ${command} ]] && return 0
     elif command -v "${command}" >/dev/null 2>&1; then
         return 0
     fi
@@ -94,6 +95,8 @@ collect_missing_packages() {
     need_command etcd etcd-server
     need_command etcdctl etcd-client
     need_command protoc protobuf-compiler
+    # The well-known types (google/protobuf/descriptor.proto, ...) etcd-client's protos import.
+    need_command /usr/include/google/protobuf/descriptor.proto libprotobuf-dev
     need_command promtool prometheus
     need_command kubectl kubernetes-client
     need_command /usr/sbin/mariadbd mariadb-server

@@ -1,5 +1,6 @@
 //! Stowage's typed configuration: YAML file, then `STOWAGE_*__*` environment variables, then flags.
 
+mod cache;
 mod mirror;
 mod render;
 mod serde_helpers;
@@ -13,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
 use serde::{Deserialize, Serialize};
 
+pub use cache::{CacheConfig, FamilyTtls, L1Config, RedisConfig};
 pub use mirror::{BreakerConfig, ColumnConfig, ListMode, MirrorConfig, MirrorResource};
 pub use render::Problem;
 
@@ -65,6 +67,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// What is mirrored from the cluster into the store, and how.
     pub mirror: MirrorConfig,
+    /// The read cache in front of the store (in-process L1, optional Redis L2).
+    pub cache: CacheConfig,
 }
 
 /// The `storage` section.
@@ -128,6 +132,9 @@ pub struct MysqlConfig {
     pub max_open_conns: u32,
     /// Connections kept open while idle; at most `max_open_conns`.
     pub max_idle_conns: u32,
+    /// How long soft-deleted rows (`deleted_at` set) are kept before they are purged, e.g. `24h`.
+    #[serde(with = "serde_helpers::duration")]
+    pub purge_after: Duration,
 }
 
 impl Default for MysqlConfig {
@@ -140,6 +147,7 @@ impl Default for MysqlConfig {
             database: "kubernetes".into(),
             max_open_conns: 100,
             max_idle_conns: 10,
+            purge_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -157,6 +165,13 @@ pub struct EtcdConfig {
     pub username: String,
     #[serde(deserialize_with = "serde_helpers::lenient_string")]
     pub password: String,
+    /// Key prefix of this mirror's objects, so several mirrors can share one cluster.
+    #[serde(deserialize_with = "serde_helpers::lenient_string")]
+    pub prefix: String,
+    /// Operations per transaction: the cluster's `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// Bytes per request: the cluster's `--max-request-bytes`.
+    pub max_request_bytes: usize,
 }
 
 impl Default for EtcdConfig {
@@ -166,6 +181,9 @@ impl Default for EtcdConfig {
             dial_timeout: Duration::from_secs(5),
             username: String::new(),
             password: String::new(),
+            prefix: "/kubernetes".into(),
+            max_txn_ops: 128,
+            max_request_bytes: 1_572_864,
         }
     }
 }
@@ -232,6 +250,7 @@ impl Config {
         for secret in [
             &mut copy.storage.mysql.password,
             &mut copy.storage.etcd.password,
+            &mut copy.cache.redis.password,
         ] {
             if !secret.is_empty() {
                 *secret = REDACTED.to_owned();

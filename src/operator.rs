@@ -12,13 +12,16 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
+use crate::cache::{Cache, CacheError, CacheMetrics};
 use crate::config::{Config, StorageType};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::{Mirror, MirrorError};
 use crate::server::{self, Health, ServerBuilder, ServerError};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::store::etcd::{EtcdSettings, EtcdStore};
 use crate::store::memory::MemoryStore;
+use crate::store::mysql::{MysqlOptions, MysqlStore};
 
 /// Name of the readiness check that waits for the API server.
 pub const APISERVER_CHECK: &str = "apiserver";
@@ -56,11 +59,11 @@ pub enum OperatorError {
         #[source]
         source: tokio::task::JoinError,
     },
-    /// A configured store backend that does not exist yet.
-    #[error(
-        "storage.type {backend} is not built yet; only `memory` is available (set storage.type: memory)"
-    )]
-    StoreNotBuilt { backend: StorageType },
+    #[error("cannot set up the read cache")]
+    Cache {
+        #[source]
+        source: CacheError,
+    },
     #[error("cannot start the mirror")]
     Mirror {
         #[source]
@@ -74,19 +77,28 @@ impl OperatorError {
         match self {
             Self::Metrics { .. } => "metrics",
             Self::ListenerAddr { .. } | Self::Server { .. } | Self::ServerTask { .. } => "server",
-            Self::StoreNotBuilt { .. } => "store",
             Self::Mirror { .. } => "mirror",
+            Self::Cache { .. } => "cache",
         }
     }
 }
 
-/// The store `storage.type` names; only the memory store exists so far.
+/// The store `storage.type` names. Neither remote store needs its backend up at start: the
+/// MySQL store connects in the background with backoff (logged, and shown in `/api/v1/status`),
+/// the etcd store on first use; meanwhile the mirror's registration retries and its breaker wait.
+/// Must be called inside a Tokio runtime.
 pub fn build_store(config: &Config) -> Result<Arc<dyn Store>, OperatorError> {
     match config.storage.kind {
         StorageType::Memory => Ok(Arc::new(MemoryStore::new(config.mirror.history))),
-        backend @ (StorageType::Mysql | StorageType::Etcd) => {
-            Err(OperatorError::StoreNotBuilt { backend })
+        StorageType::Mysql => {
+            let options = MysqlOptions::from_config(&config.storage.mysql, config.mirror.history);
+            let store = Arc::new(MysqlStore::new(options));
+            tokio::spawn(Arc::clone(&store).connect_with_backoff());
+            Ok(store)
         }
+        StorageType::Etcd => Ok(Arc::new(EtcdStore::new(EtcdSettings::from_config(
+            &config.storage.etcd,
+        )))),
     }
 }
 
@@ -124,8 +136,13 @@ pub async fn run_with_store(
         .map_err(|source| OperatorError::ListenerAddr { source })?;
     let mirror = Mirror::start(client.clone(), &config.mirror, store, &metrics)
         .map_err(|source| OperatorError::Mirror { source })?;
+    let cache = build_cache(config, &metrics)?;
+    // Invalidation follows the store the mirror writes; pub/sub carries other replicas' changes.
+    cache.follow(mirror.store(), mirror.kinds(), shutdown.clone());
+    cache.listen(shutdown.clone());
     let rest = ApiState::new(mirror.store(), mirror.kinds(), mirror.health())
-        .with_shutdown(shutdown.clone());
+        .with_shutdown(shutdown.clone())
+        .with_cache(cache);
     let app = ServerBuilder::new(metrics.clone(), health.clone())
         .merge(api::router(rest))
         .build();
@@ -155,6 +172,20 @@ pub async fn run_with_store(
         }
         None => server_result(server.await),
     }
+}
+
+/// The read cache `cache` configures, its metrics registered with `metrics`.
+fn build_cache(config: &Config, metrics: &Metrics) -> Result<Cache, OperatorError> {
+    let cache_metrics =
+        CacheMetrics::register(metrics).map_err(|source| OperatorError::Metrics { source })?;
+    let cache = Cache::new(&config.cache, cache_metrics)
+        .map_err(|source| OperatorError::Cache { source })?;
+    info!(
+        enabled = config.cache.enabled,
+        redis = config.cache.redis.enabled,
+        "read cache configured"
+    );
+    Ok(cache)
 }
 
 /// Keeps the mirror's readiness check current until the initial sync is done; after that the

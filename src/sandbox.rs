@@ -227,7 +227,7 @@ pub fn welcome(emulator_url: &str, kubeconfig: &Path, http: SocketAddr) -> Strin
          \n  curl {base}/api/v1/resources\
          \n  curl '{base}/api/v1/pods?namespace=shop'\
          \n  curl {base}/api/v1/status\n\
-         \nNot built yet: the storage controller, the MySQL and etcd stores, and the Redis cache.\
+         \nNot built yet: the storage controller, the MySQL store and the Redis cache.\
          \nPress Ctrl-C to stop.\n"
     )
 }

@@ -37,9 +37,11 @@ scenarios!(
     list_sorting,
     list_offset_paging,
     list_keyset_paging,
+    list_json_matches_list,
     hostile_values_are_literal,
     group_count_and_column_sums,
     change_feed,
+    feed_keeps_revisions_whole,
     subscribe_wakes_after_write,
 );
 

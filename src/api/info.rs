@@ -148,7 +148,12 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
         .iter()
         .map(|spec| kind_status(spec, state.health.kind(&spec.id()), now))
         .collect();
-    Json(json!({"store": store, "synced": state.health.all_synced(), "kinds": kinds}))
+    Json(json!({
+        "store": store,
+        "synced": state.health.all_synced(),
+        "kinds": kinds,
+        "cache": state.cache.status(),
+    }))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Build the router with [`router`] and merge it into the server with
 //! [`ServerBuilder::merge`](crate::server::ServerBuilder::merge).
 
+mod cached;
 mod error;
 mod feed;
 mod info;
@@ -20,10 +21,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{MethodRouter, get};
 
+pub use cached::{CACHE_HEADER, STALE_HEADER};
 pub use error::ApiError;
 pub use feed::{DEFAULT_BOOKMARK_INTERVAL, FeedGauge};
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
 
+use crate::cache::Cache;
 use crate::mirror::health::MirrorHealth;
 use crate::mirror::kind::KindSpec;
 use crate::mirror::registry::KindsReceiver;
@@ -45,6 +48,8 @@ pub struct ApiState {
     pub shutdown: Shutdown,
     /// Change feeds currently streaming.
     pub feeds: FeedGauge,
+    /// The read cache in front of the store (disabled unless [`ApiState::with_cache`]).
+    pub cache: Cache,
 }
 
 impl ApiState {
@@ -58,7 +63,14 @@ impl ApiState {
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             shutdown: Shutdown::new(),
             feeds: FeedGauge::default(),
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Serve objects, lists, stats and resources through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     pub fn with_bookmark_interval(mut self, interval: Duration) -> Self {
@@ -86,20 +98,20 @@ impl ApiState {
 /// test checks each is described. Static segments win over `{plural}` in axum's matcher.
 fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     vec![
-        ("/api/v1/resources", get(info::resources)),
+        ("/api/v1/resources", get(cached::resources)),
         ("/api/v1/health", get(info::health)),
         ("/api/v1/status", get(info::status)),
         ("/api/v1/openapi.json", get(openapi::serve)),
-        ("/api/v1/stats/overview", get(stats::overview)),
+        ("/api/v1/stats/overview", get(cached::overview)),
         ("/api/v1/{plural}", get(objects::list)),
-        ("/api/v1/{plural}/{uid}", get(objects::by_uid)),
+        ("/api/v1/{plural}/{uid}", get(cached::by_uid)),
         (
             "/api/v1/namespace/{namespace}/{plural}",
             get(objects::list_in_namespace),
         ),
         (
             "/api/v1/namespaces/{namespace}/{plural}/{name}",
-            get(objects::by_name),
+            get(cached::by_name),
         ),
     ]
 }

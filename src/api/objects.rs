@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -14,23 +15,41 @@ use super::{ApiState, feed, token};
 use crate::mirror::kind::KindSpec;
 use crate::store::Revision;
 
-/// The list document.
+/// The list document's fields besides `items`, in the order they are written.
 #[derive(Debug, Serialize)]
-pub struct ListResponse {
-    /// `<Kind>List`.
-    pub kind: String,
-    /// The stored (pruned) objects of this page.
-    pub items: Vec<Value>,
+struct ListFields<'a> {
     /// Matching objects in all pages.
-    pub total: usize,
-    pub page: usize,
-    pub limit: usize,
+    total: usize,
+    page: usize,
+    limit: usize,
     /// Store revision read before the list: watch with `since=<revision>` to follow changes
     /// without a gap (changes already reflected in the list may be replayed).
-    pub revision: Revision,
+    revision: Revision,
     /// Token for the next page; absent on the last page.
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
-    pub continue_token: Option<String>,
+    continue_token: Option<&'a str>,
+}
+
+/// Writes `{"kind":"<Kind>List","items":[...],<fields>}` with the items' stored JSON copied as
+/// it is: a list page is mostly objects, and decoding them only to encode them again was most
+/// of a list's cost.
+fn list_document(kind: &str, items: &[Bytes], fields: &ListFields<'_>) -> Vec<u8> {
+    let fields = serde_json::to_vec(fields).expect("list fields serialise");
+    let items_len: usize = items.iter().map(|item| item.len() + 1).sum();
+    let mut body = Vec::with_capacity(items_len + fields.len() + kind.len() + 32);
+    body.extend_from_slice(b"{\"kind\":");
+    serde_json::to_writer(&mut body, &format!("{kind}List")).expect("kind serialises");
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"],");
+    // `fields` is an object: splice its members after the items.
+    body.extend_from_slice(&fields[1..]);
+    body
 }
 
 /// `GET /api/v1/{plural}`.
@@ -99,30 +118,87 @@ async fn list_or_watch(
     let kind = state.kind(plural)?;
     match params::parse(&kind, namespace, pairs)? {
         Request::List(request) => {
-            Ok(Json(list_page(&state, &kind, request).await?).into_response())
+            super::cached::list(&state, &kind, namespace, pairs, request).await
         }
         Request::Watch(request) => feed::watch(state, kind, request, headers).await,
     }
 }
 
-async fn list_page(
+/// One list page as its JSON document (the cache keeps and serves these bytes).
+pub(super) async fn list_page(
     state: &ApiState,
     kind: &KindSpec,
     request: ListRequest,
-) -> Result<ListResponse, ApiError> {
+) -> Result<Bytes, ApiError> {
     let revision = state.store.revision().await?;
-    let page = state.store.list(kind, &request.query).await?;
+    let page = state.store.list_json(kind, &request.query).await?;
     let continue_token = page
         .next
         .as_ref()
         .map(|cursor| token::encode(cursor, request.page + 1, request.fingerprint));
-    Ok(ListResponse {
-        kind: format!("{}List", kind.kind),
-        items: page.items.into_iter().map(|object| object.object).collect(),
+    let fields = ListFields {
         total: page.total,
         page: request.page,
         limit: request.query.limit,
         revision,
-        continue_token,
-    })
+        continue_token: continue_token.as_deref(),
+    };
+    Ok(Bytes::from(list_document(&kind.kind, &page.items, &fields)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn list_document_is_the_json_of_its_parts() {
+        let items = [
+            Bytes::from_static(br#"{"metadata":{"name":"a"}}"#),
+            Bytes::from_static(br#"{"metadata":{"name":"b \"q\""}}"#),
+        ];
+        let fields = ListFields {
+            total: 7,
+            page: 2,
+            limit: 2,
+            revision: 41,
+            continue_token: Some("tok"),
+        };
+        let body: Value = serde_json::from_slice(&list_document("Pod", &items, &fields)).unwrap();
+        assert_eq!(
+            body,
+            json!({"kind": "PodList", "items": [{"metadata": {"name": "a"}},
+                {"metadata": {"name": "b \"q\""}}], "total": 7, "page": 2, "limit": 2,
+                "revision": 41, "continue": "tok"})
+        );
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "kind", "items", "total", "page", "limit", "revision", "continue"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_last_page_has_no_continue() {
+        let fields = ListFields {
+            total: 0,
+            page: 1,
+            limit: 10,
+            revision: 0,
+            continue_token: None,
+        };
+        let body: Value = serde_json::from_slice(&list_document("Node", &[], &fields)).unwrap();
+        assert_eq!(
+            body,
+            json!({"kind": "NodeList", "items": [], "total": 0, "page": 1, "limit": 10, "revision": 0})
+        );
+    }
 }

@@ -31,6 +31,16 @@ fn ok(description: &str, schema: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
 }
 
+/// `success` with the cache's response headers (routes served through the read cache).
+fn cached(mut success: Value) -> Value {
+    success["headers"] = json!({
+        "X-Stowage-Cache": {"description": "Which tier answered: `hit-l1` (this process), `hit-l2` (Redis), `miss` (the store).", "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss"]}},
+        "X-Stowage-Stale": {"description": "`true` when the answer came from the cache while the store could not answer (its breaker open or a read failed); it may be out of date.", "schema": {"type": "string", "enum": ["true"]}},
+        "Age": {"description": "With X-Stowage-Stale: seconds since the answer was read from the store.", "schema": {"type": "integer"}}
+    });
+    success
+}
+
 fn operation(
     summary: &str,
     id: &str,
@@ -109,7 +119,7 @@ fn paths() -> Value {
                 "Registered kinds with object counts and sync state",
                 "listResources",
                 vec![],
-                ok("The kinds", "ResourceList"),
+                cached(ok("The kinds", "ResourceList")),
                 &["503"],
             ),
         ),
@@ -149,7 +159,7 @@ fn paths() -> Value {
                 "Counts by kind and namespace, pods by phase, workload replicas",
                 "statsOverview",
                 vec![],
-                ok("The overview", "Overview"),
+                cached(ok("The overview", "Overview")),
                 &["503"],
             ),
         ),
@@ -159,7 +169,7 @@ fn paths() -> Value {
                 "List objects of a kind, or follow its changes with watch=true",
                 "list",
                 [vec![param("plural")], list_parameters()].concat(),
-                list_success(),
+                cached(list_success()),
                 &list_errors,
             ),
         ),
@@ -169,7 +179,7 @@ fn paths() -> Value {
                 "One object by uid",
                 "getByUid",
                 vec![param("plural"), param("uid")],
-                ok("The stored object", "Object"),
+                cached(ok("The stored object", "Object")),
                 &["400", "404", "503"],
             ),
         ),
@@ -183,7 +193,7 @@ fn paths() -> Value {
                     list_parameters(),
                 ]
                 .concat(),
-                list_success(),
+                cached(list_success()),
                 &list_errors,
             ),
         ),
@@ -193,7 +203,7 @@ fn paths() -> Value {
                 "One object by namespace and name",
                 "getByName",
                 vec![param("namespacePath"), param("plural"), param("name")],
-                ok("The stored object", "Object"),
+                cached(ok("The stored object", "Object")),
                 &["400", "404", "503"],
             ),
         ),
@@ -389,6 +399,24 @@ fn schemas() -> Value {
                     }}
                 }},
                 "synced": {"type": "boolean"},
+                "cache": {"type": "object", "description": "The read cache: hit rates per tier and Redis health.", "properties": {
+                    "enabled": {"type": "boolean"},
+                    "hitRate": {"type": "number", "nullable": true, "description": "Answers from L1 or L2 over all cached-route requests."},
+                    "requests": {"type": "integer"},
+                    "l1": {"type": "object", "properties": {"hits": {"type": "integer"}, "misses": {"type": "integer"}, "hitRate": {"type": "number", "nullable": true}, "entries": {"type": "integer"}}},
+                    "l2": {"type": "object", "nullable": true, "description": "Null when Redis is not configured.", "properties": {
+                        "hits": {"type": "integer"}, "misses": {"type": "integer"}, "hitRate": {"type": "number", "nullable": true},
+                        "pendingInvalidations": {"type": "integer", "description": "Invalidations waiting for Redis to come back."},
+                        "redis": {"type": "object", "properties": {
+                            "address": {"type": "string"}, "db": {"type": "integer"},
+                            "state": {"type": "string", "enum": ["closed", "halfOpen", "open"]},
+                            "up": {"type": "boolean"}, "consecutiveFailures": {"type": "integer"},
+                            "lastError": {"type": "string", "nullable": true}
+                        }}
+                    }},
+                    "storeQueries": {"type": "integer"},
+                    "staleServed": {"type": "integer"}
+                }},
                 "kinds": {"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "kind": {"type": "string"}, "plural": {"type": "string"},
                     "state": {"$ref": "#/components/schemas/SyncState"},

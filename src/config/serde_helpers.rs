@@ -121,3 +121,28 @@ pub mod duration {
         }
     }
 }
+
+/// An optional duration: `null` (or absent, with `#[serde(default)]`) is `None`.
+pub mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, de};
+
+    pub fn serialize<S: serde::Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::duration::serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: de::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration")] Duration);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(value)| value))
+    }
+}

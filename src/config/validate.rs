@@ -8,6 +8,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     mysql(&config.storage.mysql, &mut problems);
     etcd(&config.storage.etcd, &mut problems);
     super::mirror::problems(&config.mirror, &mut problems);
+    super::cache::problems(&config.cache, &mut problems);
     problems
 }
 
@@ -34,6 +35,9 @@ fn mysql(mysql: &MysqlConfig, problems: &mut Vec<Problem>) {
             format!("must not exceed max_open_conns ({})", mysql.max_open_conns),
         ));
     }
+    if mysql.purge_after.is_zero() {
+        problems.push(Problem::new(at("purge_after"), "must be greater than zero"));
+    }
 }
 
 fn etcd(etcd: &EtcdConfig, problems: &mut Vec<Problem>) {
@@ -53,6 +57,37 @@ fn etcd(etcd: &EtcdConfig, problems: &mut Vec<Problem>) {
             "storage.etcd.dial_timeout",
             "must be greater than zero",
         ));
+    }
+    if let Some(message) = etcd_prefix_problem(&etcd.prefix) {
+        problems.push(Problem::new("storage.etcd.prefix", message));
+    }
+    if etcd.max_txn_ops == 0 {
+        problems.push(Problem::new(
+            "storage.etcd.max_txn_ops",
+            "must be at least 1",
+        ));
+    }
+    // Below this, ordinary objects would not fit a request.
+    if etcd.max_request_bytes < 65_536 {
+        problems.push(Problem::new(
+            "storage.etcd.max_request_bytes",
+            "must be at least 65536",
+        ));
+    }
+}
+
+/// Why `prefix` cannot hold a mirror's keys, if it cannot.
+fn etcd_prefix_problem(prefix: &str) -> Option<String> {
+    if !prefix.starts_with('/') {
+        Some(format!("{prefix:?} must start with /"))
+    } else if prefix.trim_end_matches('/').is_empty() {
+        Some(format!(
+            "{prefix:?} must name a directory such as /kubernetes (not the whole key space)"
+        ))
+    } else if prefix.contains("//") {
+        Some(format!("{prefix:?} must not contain empty segments (//)"))
+    } else {
+        None
     }
 }
 
@@ -94,6 +129,16 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_purge_age_is_rejected() {
+        let mut config = Config::default();
+        config.storage.mysql.purge_after = std::time::Duration::ZERO;
+        assert_eq!(
+            messages(&config),
+            ["storage.mysql.purge_after: must be greater than zero"]
+        );
+    }
+
+    #[test]
     fn port_zero_is_rejected() {
         let mut config = Config::default();
         config.storage.mysql.port = 0;
@@ -129,5 +174,23 @@ mod tests {
             messages(&config),
             ["storage.etcd.dial_timeout: must be greater than zero"]
         );
+        let mut config = Config::default();
+        config.storage.etcd.prefix = "kubernetes".into();
+        config.storage.etcd.max_txn_ops = 0;
+        config.storage.etcd.max_request_bytes = 1000;
+        assert_eq!(
+            messages(&config),
+            [
+                "storage.etcd.prefix: \"kubernetes\" must start with /",
+                "storage.etcd.max_txn_ops: must be at least 1",
+                "storage.etcd.max_request_bytes: must be at least 65536",
+            ]
+        );
+        for bad in ["/", "//", "/a//b"] {
+            assert!(etcd_prefix_problem(bad).is_some(), "{bad}");
+        }
+        for good in ["/kubernetes", "/mirrors/a/"] {
+            assert_eq!(etcd_prefix_problem(good), None, "{good}");
+        }
     }
 }

@@ -108,6 +108,46 @@ impl Processor {
     }
 }
 
+impl Processor {
+    /// Whether `object` is exactly what [`Self::process`] yields from its own `object` JSON
+    /// (nothing left to strip, prune or redact; metadata fields and columns as extracted), checked
+    /// without copying it. Stores that keep only the JSON use it to know nothing else is needed.
+    pub fn yields(&self, object: &MirrorObject) -> bool {
+        let obj = &object.object;
+        let Ok(meta) = Meta::read(obj) else {
+            return false;
+        };
+        let raw_meta = obj.get("metadata");
+        let strippable = raw_meta.is_some_and(|m| m.get("managedFields").is_some())
+            || raw_meta
+                .and_then(|m| m.get("annotations"))
+                .and_then(Value::as_object)
+                .is_some_and(|a| a.is_empty() || a.contains_key(LAST_APPLIED));
+        let prunable = self.prune.iter().any(|path| path.get(obj).is_some());
+        let unredacted = self.redact
+            && ["data", "stringData"].iter().any(|field| {
+                obj.get(field)
+                    .and_then(Value::as_object)
+                    .is_some_and(|map| map.values().any(|v| v.as_str() != Some(REDACTED)))
+            });
+        if strippable || prunable || unredacted {
+            return false;
+        }
+        let columns_match = object.columns.len() == self.columns.len()
+            && self.columns.iter().all(|(name, column_type, path)| {
+                object.columns.get(name) == Some(&column_value(*column_type, path.get(obj)))
+            });
+        columns_match
+            && meta.namespace == object.namespace
+            && meta.name == object.name
+            && meta.uid == object.uid
+            && meta.resource_version == object.resource_version
+            && meta.labels == object.labels
+            && meta.annotations == object.annotations
+            && meta.created_at == object.created_at
+    }
+}
+
 /// Converts one object of `kind` for the store: drops `metadata.managedFields`, the last-applied
 /// annotation and the kind's `prune` paths, redacts Secret `data`/`stringData` unless
 /// `keep_secret_data`, extracts the typed columns and fills the metadata fields.

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use stowage_emulator::selectors::LabelSelector;
 
 use super::{
-    ChangeType, Cursor, GroupBy, ListPage, ListQuery, MirrorObject, Revision, Sort, SortField,
-    Store, StoreError, WriteBatch, WriteOp, WriteOutcome,
+    ChangeType, Cursor, GroupBy, ListPage, ListQuery, MirrorObject, Revision, RevisionModel, Sort,
+    SortField, Store, StoreError, WriteBatch, WriteOp, WriteOutcome,
 };
 use crate::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
 
@@ -88,9 +88,11 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_sorting(store).await;
     list_offset_paging(store).await;
     list_keyset_paging(store).await;
+    list_json_matches_list(store).await;
     hostile_values_are_literal(store).await;
     group_count_and_column_sums(store).await;
     change_feed(store).await;
+    feed_keeps_revisions_whole(store).await;
     subscribe_wakes_after_write(store).await;
 }
 
@@ -282,15 +284,13 @@ pub async fn same_resource_version_is_a_no_op(store: &dyn Store) {
     let before = revision(store).await;
     let same_rv = with_columns(original.clone(), Some("Pending"), None, None);
     let outcome = upsert(store, &kind, vec![same_rv]).await;
-    assert_eq!(
+    assert_unchanged(
+        store,
         outcome,
-        WriteOutcome {
-            revision: before,
-            changed: 0
-        },
-        "same resourceVersion must be a no-op"
-    );
-    assert_eq!(revision(store).await, before, "no new revision");
+        before,
+        "same resourceVersion must be a no-op",
+    )
+    .await;
     assert_eq!(
         get(store, &kind, "ns", "a").await.as_ref(),
         Some(&original),
@@ -347,14 +347,7 @@ pub async fn delete_and_delete_unknown(store: &dyn Store) {
         1,
     )
     .await;
-    assert_eq!(
-        outcome,
-        WriteOutcome {
-            revision: after_delete,
-            changed: 0
-        },
-        "unknown deletes are ignored"
-    );
+    assert_unchanged(store, outcome, after_delete, "unknown deletes are ignored").await;
     assert_eq!(count(store, &kind).await, 1);
     assert!(
         kind_changes(store, &kind, after_delete).await.is_empty(),
@@ -363,20 +356,15 @@ pub async fn delete_and_delete_unknown(store: &dyn Store) {
 }
 
 /// A batch gets one revision per change, consecutive and strictly increasing, and revisions keep
-/// increasing across kinds.
+/// increasing across kinds. Under [`RevisionModel::Shared`]: revisions in operation order, the
+/// last one the outcome's, increasing across kinds (changes of one transaction share one).
 pub async fn batch_revisions_are_consecutive(store: &dyn Store) {
     let kind = fresh_kind(store, "ConfBatch").await;
     let other = fresh_kind(store, "ConfBatchOther").await;
     let start = revision(store).await;
     let empty = write(store, &kind, vec![], 1).await;
-    assert_eq!(
-        empty,
-        WriteOutcome {
-            revision: start,
-            changed: 0
-        },
-        "an empty batch changes nothing"
-    );
+    assert_unchanged(store, empty, start, "an empty batch changes nothing").await;
+    let shared = store.revision_model() == RevisionModel::Shared;
 
     let ops = vec![
         WriteOp::Upsert(sample_object("ns", "x", "1")),
@@ -396,20 +384,38 @@ pub async fn batch_revisions_are_consecutive(store: &dyn Store) {
         outcome.changed, 5,
         "five of six operations change something"
     );
-    assert_eq!(outcome.revision, start + 5, "one revision per change");
-    assert_eq!(
-        revision(store).await,
-        outcome.revision,
-        "store revision after the batch"
-    );
-
     let feed = kind_changes(store, &kind, start).await;
     let revisions: Vec<Revision> = feed.iter().map(|c| c.0).collect();
-    assert_eq!(
-        revisions,
-        (start + 1..=start + 5).collect::<Vec<_>>(),
-        "consecutive revisions in batch order"
-    );
+    if shared {
+        // Changes of one transaction share its revision; other writers may skip numbers.
+        assert!(outcome.revision > start, "the batch moves the revision");
+        assert!(
+            revision(store).await >= outcome.revision,
+            "store revision after the batch"
+        );
+        assert_eq!(revisions.len(), 5, "one change per changing operation");
+        assert!(
+            revisions.windows(2).all(|w| w[0] <= w[1]),
+            "revisions in batch order: {revisions:?}"
+        );
+        assert_eq!(
+            revisions.last(),
+            Some(&outcome.revision),
+            "the batch's last change has the outcome's revision"
+        );
+    } else {
+        assert_eq!(outcome.revision, start + 5, "one revision per change");
+        assert_eq!(
+            revision(store).await,
+            outcome.revision,
+            "store revision after the batch"
+        );
+        assert_eq!(
+            revisions,
+            (start + 1..=start + 5).collect::<Vec<_>>(),
+            "consecutive revisions in batch order"
+        );
+    }
     let types: Vec<ChangeType> = feed.iter().map(|c| c.1).collect();
     use ChangeType::{Added, Deleted, Modified};
     assert_eq!(
@@ -436,11 +442,18 @@ pub async fn batch_revisions_are_consecutive(store: &dyn Store) {
         1,
     )
     .await;
-    assert_eq!(
-        next.revision,
-        outcome.revision + 1,
-        "revisions continue across kinds"
-    );
+    if shared {
+        assert!(
+            next.revision > outcome.revision,
+            "revisions increase across kinds"
+        );
+    } else {
+        assert_eq!(
+            next.revision,
+            outcome.revision + 1,
+            "revisions continue across kinds"
+        );
+    }
 }
 
 /// `sweep(epoch)` removes exactly the objects not upserted in that epoch (unchanged upserts count
@@ -489,10 +502,17 @@ pub async fn sweep_removes_only_stale_objects(store: &dyn Store) {
     );
     assert_eq!(step("sweep an older epoch", store.sweep(&kind, 1)).await, 0);
     assert_eq!(
-        revision(store).await,
-        before + 1,
+        kind_changes(store, &kind, before).await.len(),
+        1,
         "empty sweeps record nothing"
     );
+    if store.revision_model() == RevisionModel::PerChange {
+        assert_eq!(
+            revision(store).await,
+            before + 1,
+            "empty sweeps record nothing"
+        );
+    }
 }
 
 /// The namespace filter returns exactly one namespace (not namespaces sharing its prefix).
@@ -1039,6 +1059,59 @@ pub async fn list_keyset_paging(store: &dyn Store) {
     }
 }
 
+/// `list_json` answers every query like `list`: the same objects, serialised, with the same total
+/// and cursor.
+pub async fn list_json_matches_list(store: &dyn Store) {
+    let kind = fresh_kind(store, "ConfListJson").await;
+    let objects = (0..30)
+        .map(|i| keyset_object(&format!("ns{}", i % 3), i))
+        .collect();
+    upsert(store, &kind, objects).await;
+    let queries = [
+        all(),
+        ListQuery { limit: 4, ..all() },
+        ListQuery {
+            namespace: Some("ns1".to_owned()),
+            labels: Some(parse_selector("app=web")),
+            limit: 3,
+            offset: 1,
+            ..all()
+        },
+        ListQuery {
+            sort: sort(column("replicas"), true),
+            limit: 5,
+            ..all()
+        },
+        ListQuery {
+            search: Some("no-such-name".to_owned()),
+            ..all()
+        },
+    ];
+    for query in queries {
+        let page = list(store, &kind, &query).await;
+        let json = step("list_json", store.list_json(&kind, &query)).await;
+        let decoded: Vec<Value> = json
+            .items
+            .iter()
+            .map(|item| serde_json::from_slice(item).expect("list_json items are JSON documents"))
+            .collect();
+        let expected: Vec<Value> = page.items.iter().map(|o| o.object.clone()).collect();
+        assert_eq!(decoded, expected, "list_json objects for {query:?}");
+        assert_eq!(json.total, page.total, "list_json total for {query:?}");
+        assert_eq!(json.next, page.next, "list_json cursor for {query:?}");
+    }
+    let unknown = sample_kind("ConfListJsonNeverRegistered");
+    let err = step_err(
+        "list_json of an unknown kind",
+        store.list_json(&unknown, &all()),
+    )
+    .await;
+    assert!(
+        matches!(err, StoreError::UnknownKind(_)),
+        "list_json of an unknown kind: {err:?}"
+    );
+}
+
 /// Quotes, wildcards, backslashes, unicode and 250-character names are stored and found literally.
 pub async fn hostile_values_are_literal(store: &dyn Store) {
     let kind = fresh_kind(store, "ConfHostile").await;
@@ -1239,15 +1312,25 @@ pub async fn change_feed(store: &dyn Store) {
         .collect();
     assert_eq!(actual, expected, "changes since the start, oldest first");
     let revisions: Vec<Revision> = feed.iter().map(|c| c.revision).collect();
-    assert_eq!(
-        revisions,
-        (start + 1..=end).collect::<Vec<_>>(),
-        "one revision per change, in order"
-    );
+    if store.revision_model() == RevisionModel::Shared {
+        // Each write above is one transaction: strictly increasing, maybe with gaps.
+        assert!(
+            revisions.windows(2).all(|w| w[0] < w[1])
+                && revisions.first().is_some_and(|r| *r > start)
+                && revisions.last().is_some_and(|r| *r <= end),
+            "one revision per single-object write, in order: {revisions:?} in ({start}, {end}]"
+        );
+    } else {
+        assert_eq!(
+            revisions,
+            (start + 1..=end).collect::<Vec<_>>(),
+            "one revision per change, in order"
+        );
+    }
 
     let from_zero = step("changes since 0", store.changes(None, 0, usize::MAX)).await;
     assert!(
-        from_zero.windows(2).all(|w| w[0].revision < w[1].revision),
+        from_zero.windows(2).all(|w| w[0].revision <= w[1].revision),
         "since=0 is in revision order"
     );
     let tail: Vec<_> = from_zero
@@ -1276,7 +1359,7 @@ pub async fn change_feed(store: &dyn Store) {
     assert_eq!(only_other, expected_other, "kind filter");
     let first_app = step(
         "kind filter with limit",
-        store.changes(Some(&apps), start + 1, 1),
+        store.changes(Some(&apps), feed[0].revision, 1),
     )
     .await;
     assert_eq!(
@@ -1286,6 +1369,39 @@ pub async fn change_feed(store: &dyn Store) {
     );
     let none = step("changes since now", store.changes(None, end, 1000)).await;
     assert!(none.is_empty(), "nothing newer than the current revision");
+}
+
+/// A limited feed ends with a whole revision (several changes share one under
+/// [`RevisionModel::Shared`]), so resuming from its last revision has no gap and no duplicate.
+pub async fn feed_keeps_revisions_whole(store: &dyn Store) {
+    let kind = fresh_kind(store, "ConfFeedWhole").await;
+    let start = revision(store).await;
+    let objects = ["a", "b", "c"].map(|n| sample_object("ns", n, "1"));
+    upsert(store, &kind, objects.to_vec()).await;
+    upsert(store, &kind, vec![sample_object("ns", "d", "1")]).await;
+    let all = step("whole feed", store.changes(Some(&kind), start, usize::MAX)).await;
+    assert_eq!(all.len(), 4, "four changes");
+    let mut resumed = Vec::new();
+    let mut since = start;
+    while resumed.len() < all.len() {
+        let page = step("feed with limit 1", store.changes(Some(&kind), since, 1)).await;
+        let Some(last) = page.last() else {
+            panic!("feed since {since} ended early: {resumed:?}");
+        };
+        let revision = last.revision;
+        assert!(
+            page.iter().all(|c| c.revision == revision),
+            "limit 1 returns one revision"
+        );
+        assert_eq!(
+            page.len(),
+            all.iter().filter(|c| c.revision == revision).count(),
+            "revision {revision} returned whole"
+        );
+        resumed.extend(page);
+        since = revision;
+    }
+    assert_eq!(resumed, all, "resumed pages: no gap, no duplicate");
 }
 
 /// A store created with a history of `retained` changes reports `Expired` for older revisions and
@@ -1346,6 +1462,28 @@ pub async fn expired_feed(store: &dyn Store, retained: usize) {
     );
     let empty = step("changes since now", store.changes(Some(&kind), end, 10)).await;
     assert!(empty.is_empty(), "nothing newer than the current revision");
+}
+
+/// Checks a write that changed nothing, given the revision read just before it: under
+/// [`RevisionModel::PerChange`] the outcome names exactly that revision and the store stays
+/// there; under [`RevisionModel::Shared`] (where other writers may move the revision) the outcome
+/// names a revision between it and the current one.
+async fn assert_unchanged(store: &dyn Store, outcome: WriteOutcome, before: Revision, what: &str) {
+    assert_eq!(outcome.changed, 0, "{what}: nothing changed");
+    match store.revision_model() {
+        RevisionModel::PerChange => {
+            assert_eq!(outcome.revision, before, "{what}: outcome revision");
+            assert_eq!(revision(store).await, before, "{what}: no new revision");
+        }
+        RevisionModel::Shared => {
+            let now = revision(store).await;
+            assert!(
+                before <= outcome.revision && outcome.revision <= now,
+                "{what}: outcome revision {} within [{before}, {now}]",
+                outcome.revision
+            );
+        }
+    }
 }
 
 /// `subscribe` wakes after a write that moves the revision.

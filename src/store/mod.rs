@@ -4,10 +4,13 @@
 //! increasing revision, which the change feed resumes from.
 
 pub mod conformance;
+pub mod etcd;
 pub mod memory;
+pub mod mysql;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stowage_emulator::selectors::LabelSelector;
@@ -140,6 +143,40 @@ pub struct ListPage {
     pub next: Option<Cursor>,
 }
 
+/// One page of a list as serialised objects, each item one compact JSON document: what a caller
+/// that only passes objects on (the REST list) needs, without decoding and re-encoding them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPage {
+    pub items: Vec<Bytes>,
+    /// Matching objects in all pages.
+    pub total: usize,
+    /// Cursor of the last item when more items follow.
+    pub next: Option<Cursor>,
+}
+
+impl JsonPage {
+    /// Serialises the objects of a decoded page.
+    pub fn encode(page: ListPage) -> Result<Self, StoreError> {
+        let items = page
+            .items
+            .iter()
+            .map(|item| {
+                serde_json::to_vec(&item.object)
+                    .map(Bytes::from)
+                    .map_err(|e| StoreError::Unavailable {
+                        message: format!("object {}/{} does not encode", item.namespace, item.name),
+                        source: Some(e.into()),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            items,
+            total: page.total,
+            next: page.next,
+        })
+    }
+}
+
 /// Failures of a store; `category()` is the metrics label and tells retry policy apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,6 +225,21 @@ impl StoreError {
     }
 }
 
+/// How a backend numbers its changes; the conformance suite checks the strongest guarantees
+/// each model allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevisionModel {
+    /// One revision per change: consecutive within a batch, no gaps (memory, MySQL).
+    #[default]
+    PerChange,
+    /// The backend's own revision (etcd's): the changes of one transaction share a revision, a
+    /// batch may take several transactions, and numbers are skipped by other writers of the same
+    /// cluster. Revisions still strictly increase from transaction to transaction, a batch's
+    /// changes are in operation order, and [`Store::changes`] never splits a revision (so resuming
+    /// from the last revision returned has no gap and no duplicate).
+    Shared,
+}
+
 /// What to group counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupBy {
@@ -200,6 +252,11 @@ pub enum GroupBy {
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs, metrics and `/api/v1/status`: `memory`, `mysql`, `etcd`.
     fn backend(&self) -> &'static str;
+
+    /// How revisions are assigned to changes ([`RevisionModel::PerChange`] unless overridden).
+    fn revision_model(&self) -> RevisionModel {
+        RevisionModel::PerChange
+    }
 
     /// Prepares storage for a kind (tables, prefixes). Idempotent; a changed spec (new columns)
     /// is applied without losing objects.
@@ -230,6 +287,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError>;
 
+    /// [`Store::list`] with the objects serialised. Backends that keep objects serialised
+    /// override it to hand their bytes over as they are.
+    async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        JsonPage::encode(self.list(kind, query).await?)
+    }
+
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError>;
 
     /// Object counts grouped by namespace or by a column's string value.
@@ -247,7 +310,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<BTreeMap<String, i64>, StoreError>;
 
     /// Changes with revision greater than `since`, oldest first, at most `limit`, optionally for
-    /// one kind only. `Expired` when `since` is older than the retained history.
+    /// one kind only. `Expired` when `since` is older than the retained history. Under
+    /// [`RevisionModel::Shared`] the answer ends with a whole revision, which may take it past
+    /// `limit`.
     async fn changes(
         &self,
         kind: Option<&KindSpec>,

@@ -29,6 +29,10 @@ pub async fn start_sandbox(kubeconfig: &Path) -> Sandbox {
     let port = free_port();
     let mut config = stowage::config::Config::default();
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // The Redis panels need the L2 in use: the machine's Redis, under a key prefix of its own.
+    config.cache.redis.enabled = true;
+    config.cache.redis.address = "127.0.0.1:6379".to_owned();
+    config.cache.key_prefix = format!("stowage-chart-{}-{port}", std::process::id());
     let shutdown = stowage::shutdown::Shutdown::new();
     let kubeconfig = kubeconfig.to_owned();
     let stop = shutdown.clone();

@@ -11,14 +11,16 @@ pub struct LabelSelector {
     requirements: Vec<Requirement>,
 }
 
+/// One requirement of a selector: a label key and what its value must be.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Requirement {
-    pub(super) key: String,
-    pub(super) op: LabelOp,
+pub struct Requirement {
+    pub key: String,
+    pub op: LabelOp,
 }
 
+/// What a [`Requirement`] asks of its label (the backing stores translate these into queries).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum LabelOp {
+pub enum LabelOp {
     Equals(String),
     NotEquals(String),
     In(Vec<String>),
@@ -63,6 +65,11 @@ impl LabelSelector {
     /// Whether every requirement holds for `labels` (absent labels behave like an empty map).
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// The requirements, all of which must hold (stores push them into their own queries).
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
     }
 
     /// True for the selector that matches everything.

@@ -19,7 +19,7 @@ mod validation;
 use serde_json::Value;
 
 pub use field::FieldSelector;
-pub use label::LabelSelector;
+pub use label::{LabelOp, LabelSelector, Requirement};
 pub use selectable::{field_value, lookup_path, supported_fields};
 
 /// Why a selector string was rejected; the HTTP layer answers 400 with this message.

@@ -128,6 +128,30 @@ impl<'q> Filter<'q> {
         self.search.is_none() && self.labels.is_none() && self.columns.is_empty()
     }
 
+    /// The selector, when the query has one and no column filters: the only filters a walk of
+    /// label-set members can answer (members carry names and records, not cells).
+    pub(super) fn selector_without_columns(&self) -> Option<&'q LabelSelector> {
+        self.labels.filter(|_| self.columns.is_empty())
+    }
+
+    /// The name search alone, on an original (not lower-cased) name.
+    pub(super) fn name_matches(&self, name: &str) -> bool {
+        let Some(needle) = &self.search else {
+            return true;
+        };
+        if name.is_ascii() {
+            // A lower-cased needle with a non-ASCII character cannot occur in an ASCII name.
+            let needle = needle.as_bytes();
+            needle.is_empty()
+                || name
+                    .as_bytes()
+                    .windows(needle.len())
+                    .any(|window| window.eq_ignore_ascii_case(needle))
+        } else {
+            name.to_lowercase().contains(needle.as_str())
+        }
+    }
+
     pub(super) fn matches(&mut self, entry: &Entry) -> bool {
         if let Some(needle) = &self.search
             && !entry.name.contains(needle.as_bytes())

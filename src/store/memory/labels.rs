@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::record::{Key, Record};
+
 /// One distinct set of labels, in both forms the store reads.
 #[derive(Debug, PartialEq)]
 pub(super) struct LabelSet {
@@ -40,17 +42,18 @@ impl Borrow<BTreeMap<String, String>> for Shared {
     }
 }
 
-/// Interned label sets of one table, each with the number of table entries using it. Change-log
-/// records may keep a set alive after its last entry is gone; it is forgotten here all the same.
+/// The table entries using one label set, in key order: a list with a label selector visits only
+/// the entries of the sets the selector matches, instead of every entry of the namespace.
+pub(super) type Members = BTreeMap<Key, Arc<Record>>;
+
+/// Interned label sets of one table, each with the table entries using it. Change-log records may
+/// keep a set alive after its last entry is gone; it is forgotten here all the same.
 #[derive(Default)]
-pub(super) struct LabelSets(HashMap<Shared, usize>);
+pub(super) struct LabelSets(HashMap<Shared, Members>);
 
 impl LabelSets {
-    /// The shared set equal to `labels`, counted as used once more.
+    /// The shared set equal to `labels` (a new one has no members until [`LabelSets::add`]).
     pub fn intern(&mut self, labels: &BTreeMap<String, String>) -> Arc<LabelSet> {
-        if let Some(uses) = self.0.get_mut(labels) {
-            *uses += 1;
-        }
         if let Some((shared, _)) = self.0.get_key_value(labels) {
             return Arc::clone(&shared.0);
         }
@@ -62,24 +65,36 @@ impl LabelSets {
             json,
             map: labels.clone(),
         });
-        self.0.insert(Shared(Arc::clone(&set)), 1);
+        self.0.insert(Shared(Arc::clone(&set)), Members::new());
         set
     }
 
-    /// Counts one use of `set` less, forgetting it after its last.
-    pub fn release(&mut self, set: &LabelSet) {
-        if let Some(uses) = self.0.get_mut(&set.map) {
-            *uses = uses.saturating_sub(1);
-            if *uses == 0 {
+    /// Records that the entry under `key` (now `record`) uses `set`.
+    pub fn add(&mut self, set: &LabelSet, key: Key, record: Arc<Record>) {
+        if let Some(members) = self.0.get_mut(&set.map) {
+            members.insert(key, record);
+        }
+    }
+
+    /// Records that the entry under `key` no longer uses `set`, forgetting the set after its
+    /// last entry.
+    pub fn release(&mut self, set: &LabelSet, key: &Key) {
+        if let Some(members) = self.0.get_mut(&set.map) {
+            members.remove(key);
+            if members.is_empty() {
                 self.0.remove(&set.map);
             }
         }
     }
 
     /// Distinct sets in use.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Every set with its entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&LabelSet, &Members)> {
+        self.0.iter().map(|(shared, members)| (&*shared.0, members))
     }
 }
 
@@ -138,21 +153,48 @@ mod tests {
             .collect()
     }
 
+    /// A record of a sample object stored under `ns/name`.
+    fn record(name: &str, set: &Arc<LabelSet>) -> Arc<Record> {
+        let kind = crate::store::conformance::sample_kind("Labels");
+        let layout = Arc::new(super::super::layout::Layout::new(&kind));
+        let object = crate::store::conformance::sample_object("ns", name, "1");
+        let (record, _) = Record::new(
+            object,
+            Key::new("ns", name),
+            Arc::clone(set),
+            &layout,
+            &mut super::super::record::BatchScratch::default(),
+        );
+        Arc::new(record)
+    }
+
+    fn members(sets: &LabelSets, set: &LabelSet) -> Vec<String> {
+        sets.iter()
+            .filter(|(s, _)| s.map == set.map)
+            .flat_map(|(_, members)| members.keys().map(|k| k.name.to_string()))
+            .collect()
+    }
+
     #[test]
-    fn equal_sets_are_shared_until_their_last_use() {
+    fn equal_sets_are_shared_until_their_last_member_leaves() {
         let mut sets = LabelSets::default();
         let web = sets.intern(&labels(&[("app", "web")]));
+        sets.add(&web, Key::new("ns", "a"), record("a", &web));
         let again = sets.intern(&labels(&[("app", "web")]));
         assert!(Arc::ptr_eq(&web, &again));
+        sets.add(&again, Key::new("ns", "b"), record("b", &again));
         assert_eq!(web.json.get("app"), Some(&Value::String("web".into())));
         let api = sets.intern(&labels(&[("app", "api")]));
+        sets.add(&api, Key::new("ns", "c"), record("c", &api));
         assert_eq!(sets.len(), 2);
-        sets.release(&web);
-        assert_eq!(sets.len(), 2, "one use of web left");
-        sets.release(&again);
-        sets.release(&api);
+        assert_eq!(members(&sets, &web), ["a", "b"], "members in key order");
+        sets.release(&web, &Key::new("ns", "a"));
+        assert_eq!(sets.len(), 2, "b still uses web");
+        assert_eq!(members(&sets, &web), ["b"]);
+        sets.release(&again, &Key::new("ns", "b"));
+        sets.release(&api, &Key::new("ns", "c"));
         assert_eq!(sets.len(), 0);
-        sets.release(&api);
+        sets.release(&api, &Key::new("ns", "c"));
         assert_eq!(sets.len(), 0, "releasing a forgotten set is harmless");
     }
 

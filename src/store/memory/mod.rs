@@ -16,11 +16,15 @@
 //! - No lock is ever held across an `.await`: every trait method runs synchronous code.
 //! - Reads pick records under a read lock (`filter`, `order`, `page`) and materialise
 //!   [`MirrorObject`]s (parsing the stored JSON) only for the items they return, after releasing
-//!   it. A batch's written objects are dropped together after the locks are released.
+//!   it; `list_json` hands the stored JSON over without parsing it. Each interned label set keeps
+//!   its members in key order, so a list with a label selector walks only the sets it matches
+//!   (`by_labels`) when sets are few. A batch's written objects are dropped together after the
+//!   locks are released.
 //!
 //! `unregister` drops a kind's objects without emitting `Deleted` changes: the kind is gone, and
 //! feed consumers learn that from the registry, not from thousands of synthetic deletions.
 
+mod by_labels;
 mod filter;
 mod labels;
 mod layout;
@@ -42,8 +46,8 @@ use self::order::Order;
 use self::record::{BatchScratch, Key};
 use self::table::TableData;
 use super::{
-    Change, ChangeType, GroupBy, ListPage, ListQuery, MirrorObject, Revision, Store, StoreError,
-    WriteBatch, WriteOp, WriteOutcome,
+    Change, ChangeType, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, Revision, Store,
+    StoreError, WriteBatch, WriteOp, WriteOutcome,
 };
 use crate::mirror::kind::KindSpec;
 
@@ -161,12 +165,12 @@ impl MemoryStore {
         } = &mut *data;
         let mut log = self.log.lock();
         let mut removed = 0;
-        objects.retain(|_, entry| {
+        objects.retain(|key, entry| {
             if entry.epoch >= epoch {
                 return true;
             }
             uids.remove(&*entry.record.uid);
-            label_sets.release(&entry.labels);
+            label_sets.release(&entry.labels, key);
             log.record(&kind_id, ChangeType::Deleted, Arc::clone(&entry.record));
             removed += 1;
             false
@@ -209,6 +213,21 @@ impl MemoryStore {
     /// Filters, orders and pages under the table's read lock, keeping only the page's records;
     /// their objects are materialised after the lock is released.
     fn list_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let (window, order) = self.window(kind, query)?;
+        window.into_page(&order)
+    }
+
+    fn list_json_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        let (window, order) = self.window(kind, query)?;
+        window.into_json_page(&order)
+    }
+
+    /// Filters, orders and pages under the table's read lock, keeping only the page's records.
+    fn window<'q>(
+        &self,
+        kind: &KindSpec,
+        query: &'q ListQuery,
+    ) -> Result<(page::Window, Order<'q>), StoreError> {
         let table = self.table(kind)?;
         let data = table.data.read();
         let mut filter = Filter::new(&data.spec, query)?;
@@ -218,11 +237,22 @@ impl MemoryStore {
             page::sorted_window(&data.objects, scope, &mut filter, &order, query)
         } else if filter.is_trivial() {
             page::unfiltered_in_map_order(&data.objects, scope, &order, query)
+        } else if let Some(selector) = filter.selector_without_columns()
+            && by_labels::label_sets_are_few(data.label_sets.len(), data.objects.len())
+        {
+            by_labels::label_set_members_in_map_order(
+                &data.label_sets,
+                selector,
+                scope,
+                &filter,
+                &order,
+                query,
+            )
         } else {
             page::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
         };
         drop(data);
-        window.into_page(&order)
+        Ok((window, order))
     }
 
     fn group_count_sync(
@@ -356,6 +386,10 @@ impl Store for MemoryStore {
 
     async fn list(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError> {
         self.list_sync(kind, query)
+    }
+
+    async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        self.list_json_sync(kind, query)
     }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {

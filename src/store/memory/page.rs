@@ -10,7 +10,7 @@ use super::filter::Filter;
 use super::order::{Order, SortValue};
 use super::record::{Key, Record};
 use super::table::Entry;
-use crate::store::{ListPage, ListQuery, StoreError};
+use crate::store::{JsonPage, ListPage, ListQuery, StoreError};
 
 /// A range of table keys.
 pub(super) type KeyRange = (Bound<Key>, Bound<Key>);
@@ -30,9 +30,22 @@ fn namespace_range(ns: &str) -> KeyRange {
 
 /// The page of a list as picked under the lock, plus what is needed to finish it.
 pub(super) struct Window {
-    items: Vec<Arc<Record>>,
-    total: usize,
-    more: bool,
+    pub(super) items: Vec<Arc<Record>>,
+    pub(super) total: usize,
+    pub(super) more: bool,
+}
+
+#[cfg(test)]
+impl Window {
+    /// `(namespace/name of each item, total, more)`, for comparing walks.
+    pub(super) fn summary(&self) -> (Vec<String>, usize, bool) {
+        let names = self
+            .items
+            .iter()
+            .map(|r| format!("{}/{}", r.key.namespace, r.key.name))
+            .collect();
+        (names, self.total, self.more)
+    }
 }
 
 impl Window {
@@ -54,10 +67,28 @@ impl Window {
             next,
         })
     }
+
+    /// The page's objects as stored JSON; only the last item is decoded, for the cursor.
+    pub(super) fn into_json_page(self, order: &Order<'_>) -> Result<JsonPage, StoreError> {
+        let items = self
+            .items
+            .iter()
+            .map(|record| record.json())
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match self.items.last() {
+            Some(last) if self.more => Some(order.cursor_of(&last.to_mirror_object()?)),
+            _ => None,
+        };
+        Ok(JsonPage {
+            items,
+            total: self.total,
+            next,
+        })
+    }
 }
 
 /// Items to skip before the page: the offset, unless keyset paging.
-fn skipped(query: &ListQuery) -> usize {
+pub(super) fn skipped(query: &ListQuery) -> usize {
     if query.after.is_some() {
         0
     } else {

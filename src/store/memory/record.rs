@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::labels::LabelSet;
@@ -174,6 +175,22 @@ impl Record {
             columns,
             object,
         })
+    }
+
+    /// The object as compact JSON: the stored bytes themselves when it was serialised.
+    pub fn json(&self) -> Result<Bytes, StoreError> {
+        match &self.body {
+            Body::Json(bytes) => Ok(Bytes::from_owner(Arc::clone(bytes))),
+            Body::Tree(object) => serde_json::to_vec(&**object).map(Bytes::from).map_err(|e| {
+                StoreError::Unavailable {
+                    message: format!(
+                        "stored object {}/{} does not encode",
+                        self.key.namespace, self.key.name
+                    ),
+                    source: Some(e.into()),
+                }
+            }),
+        }
     }
 
     /// The stored object, parsed back.

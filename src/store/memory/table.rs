@@ -120,13 +120,21 @@ impl TableData {
             None => (ChangeType::Added, key),
         };
         let labels = self.label_sets.intern(&object.labels);
-        let (record, cells) = Record::new(object, key.clone(), labels, &self.layout, scratch);
+        let (record, cells) = Record::new(
+            object,
+            key.clone(),
+            Arc::clone(&labels),
+            &self.layout,
+            scratch,
+        );
         let record = Arc::new(record);
         self.uids.replace(ByUid(Arc::clone(&record)));
         let entry = Entry::new(Arc::clone(&record), cells, epoch);
-        if let Some(old) = self.objects.insert(key, entry) {
-            self.label_sets.release(&old.labels);
+        if let Some(old) = self.objects.insert(key.clone(), entry) {
+            // Before adding the new membership: the old and the new set may be the same.
+            self.label_sets.release(&old.labels, &key);
         }
+        self.label_sets.add(&labels, key, Arc::clone(&record));
         Some((change, record))
     }
 
@@ -134,7 +142,7 @@ impl TableData {
     pub(super) fn delete(&mut self, key: &Key) -> Option<(ChangeType, Arc<Record>)> {
         let old = self.objects.remove(key)?;
         self.uids.remove(&*old.record.uid);
-        self.label_sets.release(&old.labels);
+        self.label_sets.release(&old.labels, key);
         Some((ChangeType::Deleted, old.record))
     }
 
@@ -156,6 +164,8 @@ impl TableData {
             if indexed {
                 self.uids.replace(ByUid(Arc::clone(&record)));
             }
+            self.label_sets
+                .add(&entry.labels, record.key.clone(), Arc::clone(&record));
             entry.record = record;
             entry.cells = cells;
         }

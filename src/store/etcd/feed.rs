@@ -1,0 +1,231 @@
+//! The change feed from etcd's native watch: `changes` opens a watch from `since + 1` on the
+//! store's prefix and collects events up to the last revision this store wrote; a compacted
+//! `since` is `Expired` (the REST feed's 410). A background follower watches the revision marker
+//! to wake subscribers, reconnecting with backoff when etcd goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Event, EventType, WatchOptions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::EtcdStore;
+use super::connect::{Connection, call, unavailable};
+use crate::mirror::kind::KindSpec;
+use crate::store::{Change, ChangeType, Revision, StoreError};
+
+/// Bound on collecting one `changes` answer.
+const FEED_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl EtcdStore {
+    /// See [`crate::store::Store::changes`]: whole revisions only, so the answer may exceed
+    /// `limit` by the rest of its last revision and resuming from its last revision has no gap.
+    ///
+    /// etcd 3.4 answers a watch progress request at once, even while the watcher is still
+    /// replaying history, so the end of the history is found another way: every transaction of
+    /// this store also puts the revision marker key, whose `mod_revision` is the last revision
+    /// that changed anything under the prefix; the watch (on the whole prefix, marker included)
+    /// is read until that revision's events arrived.
+    pub(super) async fn feed(
+        &self,
+        kind: Option<&KindSpec>,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let clients = self.conn.clients().await?;
+        let last = self.last_write().await?;
+        if since >= last || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let only = kind.map(|k| self.layout.kind_prefix(k));
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(i64::try_from(since + 1).unwrap_or(i64::MAX))
+            .with_prev_key();
+        let mut client = clients.watch.clone();
+        let mut stream = call(
+            "opening a watch",
+            client.watch(self.layout.root(), Some(options)),
+        )
+        .await?;
+        let deadline = Instant::now() + FEED_TIMEOUT;
+        let mut out: Vec<Change> = Vec::new();
+        loop {
+            let message = tokio::time::timeout_at(deadline, stream.message())
+                .await
+                .map_err(|_| {
+                    closed(&format!(
+                        "the watch did not reach revision {last} within {FEED_TIMEOUT:?}"
+                    ))
+                })?;
+            let response = message
+                .map_err(|e| unavailable("reading the watch", e))?
+                .ok_or_else(|| closed("the watch ended"))?;
+            if response.canceled() {
+                if response.compact_revision() > 0 {
+                    return Err(StoreError::Expired {
+                        requested: since,
+                        oldest: response.compact_revision() as Revision,
+                    });
+                }
+                return Err(closed(&format!(
+                    "watch cancelled: {}",
+                    response.cancel_reason()
+                )));
+            }
+            if self.collect(response.events(), only.as_deref(), last, limit, &mut out) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The revision of this store's last transaction (0 before the first).
+    pub(super) async fn last_write(&self) -> Result<Revision, StoreError> {
+        let mut kv = self.conn.clients().await?.kv;
+        let response = call(
+            "reading the revision marker",
+            kv.get(self.layout.marker(), None),
+        )
+        .await?;
+        if let Some(header) = response.header() {
+            self.saw(header.revision() as Revision);
+        }
+        Ok(response
+            .kvs()
+            .first()
+            .map_or(0, |kv| kv.mod_revision() as Revision))
+    }
+
+    /// Adds the events up to `last` (of the kind under `only`, when given) to `out`, stopping
+    /// before a new revision once `limit` is reached. True when the answer is complete.
+    fn collect(
+        &self,
+        events: &[Event],
+        only: Option<&str>,
+        last: Revision,
+        limit: usize,
+        out: &mut Vec<Change>,
+    ) -> bool {
+        for event in events {
+            let Some(kv) = event.kv() else {
+                continue;
+            };
+            let revision = kv.mod_revision() as Revision;
+            let full = out.len() >= limit && out.last().is_some_and(|c| c.revision != revision);
+            if revision > last || full {
+                return true;
+            }
+            let wanted = only.is_none_or(|prefix| kv.key().starts_with(prefix.as_bytes()));
+            if wanted && let Some(change) = self.decode_event(event, revision) {
+                out.push(change);
+            }
+        }
+        // The events of one revision always come in one response.
+        events
+            .last()
+            .and_then(Event::kv)
+            .is_some_and(|kv| kv.mod_revision() as Revision >= last)
+    }
+
+    /// A watch event as a change of a registered kind; events of other keys are skipped.
+    fn decode_event(&self, event: &Event, revision: Revision) -> Option<Change> {
+        let (kv, change) = match event.event_type() {
+            EventType::Put => {
+                let kv = event.kv()?;
+                let change = if kv.version() == 1 {
+                    ChangeType::Added
+                } else {
+                    ChangeType::Modified
+                };
+                (kv, change)
+            }
+            EventType::Delete => (event.prev_kv()?, ChangeType::Deleted),
+        };
+        let key = kv.key_str().ok()?;
+        let state = self.kind_of_key(key)?;
+        let shape = state.shape();
+        match shape.codec.decode(kv.value()) {
+            Ok(object) => Some(Change {
+                revision,
+                kind: shape.spec.id(),
+                change,
+                object,
+            }),
+            Err(error) => {
+                warn!(key, %error, "skipping an undecodable value in the change feed");
+                None
+            }
+        }
+    }
+}
+
+fn closed(message: &str) -> StoreError {
+    StoreError::Unavailable {
+        message: message.to_owned(),
+        source: None,
+    }
+}
+
+/// Publishes `revision` to subscribers when it moves forward.
+pub(super) fn publish(notify: &watch::Sender<Revision>, revision: Revision) {
+    notify.send_if_modified(|current| {
+        let moved = revision > *current;
+        if moved {
+            *current = revision;
+        }
+        moved
+    });
+}
+
+/// Follows the revision marker (every transaction under the prefix, other processes' too) to wake
+/// subscribers; runs until aborted, reconnecting with backoff.
+pub(super) async fn follow(
+    conn: Arc<Connection>,
+    marker: String,
+    notify: Arc<watch::Sender<Revision>>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow_once(&conn, &marker, &notify).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                debug!(%error, "etcd watch for subscribers interrupted; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow_once(
+    conn: &Connection,
+    marker: &str,
+    notify: &watch::Sender<Revision>,
+) -> Result<(), StoreError> {
+    let clients = conn.clients().await?;
+    let mut kv = clients.kv.clone();
+    let response = call("reading the revision marker", kv.get(marker, None)).await?;
+    let current = response.header().map_or(0, |h| h.revision() as Revision);
+    if let Some(kv) = response.kvs().first() {
+        publish(notify, kv.mod_revision() as Revision);
+    }
+    let options = WatchOptions::new().with_start_revision(current as i64 + 1);
+    let mut client = clients.watch.clone();
+    let mut stream = call("opening a watch", client.watch(marker, Some(options))).await?;
+    while let Some(response) = stream
+        .message()
+        .await
+        .map_err(|e| unavailable("reading the watch", e))?
+    {
+        if response.canceled() {
+            return Err(closed("watch cancelled"));
+        }
+        if let Some(kv) = response.events().last().and_then(Event::kv) {
+            publish(notify, kv.mod_revision() as Revision);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Writes: a batch becomes puts and deletes (unchanged upserts and unknown deletes write
+//! nothing), cut into transactions within etcd's limits and applied in order; the sweep deletes
+//! the keys of objects not seen in the relist's epoch. An object too large for one request is
+//! refused alone; the rest of its batch is applied.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use etcd_client::{Txn, TxnOp};
+
+use super::connect::call;
+use super::index::Entry;
+use super::keys::invalid_segment;
+use super::split::{self, Limits, Sized};
+use super::{EtcdStore, KindState};
+use crate::mirror::kind::KindSpec;
+use crate::store::{Revision, StoreError, WriteBatch, WriteOp, WriteOutcome};
+
+/// One operation that changes etcd.
+struct Planned {
+    key: String,
+    /// The value to put and the key's facts afterwards; `None` deletes.
+    put: Option<(Vec<u8>, Entry)>,
+}
+
+/// What a batch does, decided before any I/O.
+#[derive(Default)]
+struct Plan {
+    ops: Vec<Planned>,
+    /// Keys whose unchanged upsert only marks them seen in the epoch.
+    seen: Vec<String>,
+    /// The first refused object (`Rejected` after the rest is applied).
+    rejected: Option<StoreError>,
+    epoch: u64,
+}
+
+impl EtcdStore {
+    pub(super) async fn write_batch(
+        &self,
+        kind: &KindSpec,
+        batch: WriteBatch,
+    ) -> Result<WriteOutcome, StoreError> {
+        let state = self.state(kind)?;
+        let _writer = state.writer.lock().await;
+        let plan = self.plan(&state, batch)?;
+        let revision = self.apply(&state, &plan.ops).await?;
+        {
+            let mut index = state.index.lock();
+            for key in &plan.seen {
+                index.mark(key, plan.epoch);
+            }
+        }
+        let outcome = WriteOutcome {
+            revision: revision.unwrap_or_else(|| self.known.load(Ordering::Relaxed)),
+            changed: plan.ops.len(),
+        };
+        if let Some(revision) = revision {
+            super::feed::publish(&self.notify, revision);
+        }
+        match plan.rejected {
+            Some(rejected) => Err(rejected),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Decides each operation against the index and the batch's earlier operations.
+    fn plan(&self, state: &KindState, batch: WriteBatch) -> Result<Plan, StoreError> {
+        let shape = state.shape();
+        let limits = self.conn.settings().limits;
+        let index = state.index.lock();
+        if index.removed {
+            return Err(StoreError::UnknownKind(shape.spec.id()));
+        }
+        // The batch's own effect on keys it touched: `Some(resourceVersion)` or deleted.
+        let mut touched: HashMap<String, Option<String>> = HashMap::new();
+        let mut plan = Plan::default();
+        for op in batch.ops {
+            match op {
+                WriteOp::Upsert(object) => {
+                    if let Some(reason) = invalid_segment(&object.namespace, &object.name) {
+                        plan.reject(&object.namespace, &object.name, reason.to_owned());
+                        continue;
+                    }
+                    let key = self
+                        .layout
+                        .object_key(&shape.spec, &object.namespace, &object.name);
+                    let current = match touched.get(&key) {
+                        Some(state) => state.clone(),
+                        None => index.get(&key).map(|e| e.resource_version.clone()),
+                    };
+                    if current.as_deref() == Some(object.resource_version.as_str()) {
+                        plan.seen.push(key);
+                        continue;
+                    }
+                    let value = shape.codec.encode(&object);
+                    if !limits.fits(&key, value.len()) {
+                        let reason = format!(
+                            "{} bytes is more than etcd accepts in one request ({} bytes, storage.etcd.max_request_bytes)",
+                            value.len(),
+                            limits.max_request_bytes
+                        );
+                        plan.reject(&object.namespace, &object.name, reason);
+                        continue;
+                    }
+                    touched.insert(key.clone(), Some(object.resource_version.clone()));
+                    let entry = Entry {
+                        resource_version: object.resource_version,
+                        uid: object.uid,
+                        epoch: batch.epoch,
+                    };
+                    plan.ops.push(Planned {
+                        key,
+                        put: Some((value, entry)),
+                    });
+                }
+                WriteOp::Delete { namespace, name } => {
+                    let key = self.layout.object_key(&shape.spec, &namespace, &name);
+                    let exists = match touched.get(&key) {
+                        Some(state) => state.is_some(),
+                        None => index.get(&key).is_some(),
+                    };
+                    if exists {
+                        touched.insert(key.clone(), None);
+                        plan.ops.push(Planned { key, put: None });
+                    }
+                }
+            }
+        }
+        plan.epoch = batch.epoch;
+        Ok(plan)
+    }
+
+    /// Applies the operations in order, one transaction per [`split::split`] range, updating the
+    /// index after each. The revision of the last transaction, `None` when nothing was written.
+    async fn apply(
+        &self,
+        state: &KindState,
+        ops: &[Planned],
+    ) -> Result<Option<Revision>, StoreError> {
+        let mut limits: Limits = self.conn.settings().limits;
+        // Every transaction also puts the revision marker.
+        limits.max_ops = limits.max_ops.saturating_sub(1).max(1);
+        let marker = self.layout.marker();
+        limits.max_request_bytes = limits
+            .max_request_bytes
+            .saturating_sub(Limits::cost(&marker, 0));
+        let sized: Vec<Sized> = ops
+            .iter()
+            .map(|op| Sized {
+                key: &op.key,
+                cost: Limits::cost(&op.key, op.put.as_ref().map_or(0, |(v, _)| v.len())),
+            })
+            .collect();
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let mut kv = self.conn.clients().await?.kv;
+        let mut revision = None;
+        for range in split::split(&sized, limits) {
+            let chunk = &ops[range];
+            let mut txn_ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|op| match &op.put {
+                    Some((value, _)) => TxnOp::put(op.key.as_str(), value.as_slice(), None),
+                    None => TxnOp::delete(op.key.as_str(), None),
+                })
+                .collect();
+            txn_ops.push(TxnOp::put(marker.as_str(), "", None));
+            let response = call("writing a batch", kv.txn(Txn::new().and_then(txn_ops))).await?;
+            let at = response.header().map_or(0, |h| h.revision() as Revision);
+            self.saw(at);
+            revision = Some(at);
+            let mut index = state.index.lock();
+            for op in chunk {
+                match &op.put {
+                    Some((_, entry)) => index.insert(op.key.clone(), entry.clone()),
+                    None => index.remove(&op.key),
+                }
+            }
+        }
+        Ok(revision)
+    }
+
+    pub(super) async fn sweep_stale(
+        &self,
+        kind: &KindSpec,
+        epoch: u64,
+    ) -> Result<usize, StoreError> {
+        let state = self.state(kind)?;
+        let _writer = state.writer.lock().await;
+        let stale = {
+            let index = state.index.lock();
+            if index.removed {
+                return Err(StoreError::UnknownKind(kind.id()));
+            }
+            index.stale(epoch)
+        };
+        let ops: Vec<Planned> = stale
+            .into_iter()
+            .map(|key| Planned { key, put: None })
+            .collect();
+        if let Some(revision) = self.apply(&state, &ops).await? {
+            super::feed::publish(&self.notify, revision);
+        }
+        Ok(ops.len())
+    }
+}
+
+impl Plan {
+    fn reject(&mut self, namespace: &str, name: &str, reason: String) {
+        self.rejected.get_or_insert(StoreError::Rejected {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            reason,
+        });
+    }
+}

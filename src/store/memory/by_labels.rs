@@ -1,0 +1,149 @@
+//! Lists with a label selector walk only the members of the label sets the selector matches:
+//! objects of one workload share their labels, so a selector usually picks a few sets, and the
+//! list costs the matching objects instead of every object of the namespace.
+
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use stowage_emulator::selectors::LabelSelector;
+
+use super::filter::Filter;
+use super::labels::{LabelSets, Members};
+use super::order::Order;
+use super::page::{KeyRange, Window, skipped};
+use super::record::{Key, Record};
+use crate::store::ListQuery;
+
+/// When a selector-only walk pays: the selector is evaluated once per distinct label set, so
+/// it must have far fewer sets than objects (workloads share labels; per-object labels do not).
+pub(super) fn label_sets_are_few(sets: usize, objects: usize) -> bool {
+    sets.saturating_mul(8) <= objects
+}
+
+/// Name order with a label selector (and maybe a name search), walking only the members of the
+/// label sets the selector matches, merged in key order. Equals [`filtered_in_map_order`] for
+/// such queries; costs the matching entries rather than the whole namespace.
+pub(super) fn label_set_members_in_map_order(
+    sets: &LabelSets,
+    selector: &LabelSelector,
+    scope: KeyRange,
+    filter: &Filter<'_>,
+    order: &Order<'_>,
+    query: &ListQuery,
+) -> Window {
+    let cursor = query
+        .after
+        .as_ref()
+        .map(|c| Key::new(&c.namespace, &c.name));
+    let mut window = Window {
+        items: Vec::with_capacity(query.limit.min(1024)),
+        total: 0,
+        more: false,
+    };
+    let matching: Vec<&Members> = sets
+        .iter()
+        .filter(|(set, _)| selector.matches(Some(&set.json)))
+        .map(|(_, members)| members)
+        .collect();
+    // Matches before the cursor count towards the total but are not returned.
+    let mut skip = skipped(query);
+    let mut page = |key: &Key, record: &Arc<Record>, past_cursor: bool| {
+        if !filter.name_matches(&key.name) {
+            return;
+        }
+        window.total += 1;
+        if !past_cursor {
+            return;
+        }
+        if skip > 0 {
+            skip -= 1;
+        } else if window.items.len() < query.limit {
+            window.items.push(Arc::clone(record));
+        } else {
+            window.more = true;
+        }
+    };
+    let past = |key: &Key| match &cursor {
+        None => true,
+        Some(cursor) if order.descending => key < cursor,
+        Some(cursor) => key > cursor,
+    };
+    let ranges = matching.iter().map(|members| members.range(scope.clone()));
+    if order.descending {
+        for (key, record) in merge(ranges.map(Iterator::rev).collect(), true) {
+            page(key, record, past(key));
+        }
+    } else {
+        for (key, record) in merge(ranges.collect(), false) {
+            page(key, record, past(key));
+        }
+    }
+    window
+}
+
+/// Merges iterators that each yield keys in the walking direction into one such sequence.
+fn merge<'a, I>(
+    iterators: Vec<I>,
+    descending: bool,
+) -> impl Iterator<Item = (&'a Key, &'a Arc<Record>)>
+where
+    I: Iterator<Item = (&'a Key, &'a Arc<Record>)>,
+{
+    let mut iterators = iterators;
+    let mut heads: BinaryHeap<Head<'a>> = BinaryHeap::with_capacity(iterators.len());
+    for (index, iterator) in iterators.iter_mut().enumerate() {
+        if let Some((key, record)) = iterator.next() {
+            heads.push(Head {
+                key,
+                record,
+                index,
+                descending,
+            });
+        }
+    }
+    std::iter::from_fn(move || {
+        let head = heads.pop()?;
+        if let Some((key, record)) = iterators[head.index].next() {
+            heads.push(Head {
+                key,
+                record,
+                index: head.index,
+                descending,
+            });
+        }
+        Some((head.key, head.record))
+    })
+}
+
+/// One iterator's next item in [`merge`]'s heap, which pops the item that comes first.
+struct Head<'a> {
+    key: &'a Key,
+    record: &'a Arc<Record>,
+    index: usize,
+    descending: bool,
+}
+
+impl Ord for Head<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // The heap pops its greatest element.
+        if self.descending {
+            self.key.cmp(other.key)
+        } else {
+            other.key.cmp(self.key)
+        }
+    }
+}
+
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Head<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Head<'_> {}

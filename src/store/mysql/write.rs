@@ -1,0 +1,497 @@
+//! Batches and sweeps, each one transaction: lock the revision row, look up the batch's keys,
+//! carry out the [`plan`](super::plan), record the changes with consecutive revisions, trim the
+//! feed to its retention, commit, then wake feed readers.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, Row, Transaction};
+use tracing::warn;
+
+use super::encode::{self, EncodedRow};
+use super::plan::{self, ChangeSource, Key, PlanOp, StoredRow};
+use super::query::select_list;
+use super::sql::{Param, Statement, ident, required_text};
+use super::{MysqlStore, tables};
+use crate::mirror::kind::KindSpec;
+use crate::store::{ChangeType, MirrorObject, StoreError, WriteBatch, WriteOp, WriteOutcome};
+
+/// MySQL's limit on placeholders in one statement.
+const MAX_PARAMS: usize = 65_535;
+/// Keys looked up per statement.
+const LOOKUP_CHUNK: usize = 1_000;
+
+/// The columns an upsert writes, in bind order (`updated_at`, `deleted_at` are set in SQL).
+const UPSERT_BASE: [&str; 9] = [
+    "namespace",
+    "name",
+    "uid",
+    "resource_version",
+    "labels",
+    "annotations",
+    "created_at",
+    "seen_epoch",
+    "object",
+];
+
+fn change_code(change: ChangeType) -> u8 {
+    match change {
+        ChangeType::Added => 1,
+        ChangeType::Modified => 2,
+        ChangeType::Deleted => 3,
+    }
+}
+
+pub(super) fn change_type(code: u8) -> Option<ChangeType> {
+    match code {
+        1 => Some(ChangeType::Added),
+        2 => Some(ChangeType::Modified),
+        3 => Some(ChangeType::Deleted),
+        _ => None,
+    }
+}
+
+pub(super) async fn write(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    batch: WriteBatch,
+) -> Result<WriteOutcome, StoreError> {
+    let table = store.table(kind)?;
+    let limits = store.limits().await?;
+    let spec = &table.spec;
+    // Encode first: an object the database would refuse is left out (and reported), the rest
+    // of the batch is written.
+    let mut rows: Vec<EncodedRow> = Vec::new();
+    let mut ops: Vec<PlanOp> = Vec::with_capacity(batch.ops.len());
+    let mut rejected: Vec<(String, String, String)> = Vec::new();
+    for op in &batch.ops {
+        match op {
+            WriteOp::Upsert(object) => {
+                match EncodedRow::new(spec, object, limits.statement_bytes) {
+                    Ok(row) => {
+                        ops.push(PlanOp::Upsert {
+                            key: (object.namespace.clone(), object.name.clone()),
+                            resource_version: object.resource_version.clone(),
+                            row: rows.len(),
+                        });
+                        rows.push(row);
+                    }
+                    Err(reason) => {
+                        warn!(kind = %kind.id(), namespace = %object.namespace, name = %object.name,
+                        %reason, "object rejected by the MySQL store");
+                        rejected.push((object.namespace.clone(), object.name.clone(), reason));
+                    }
+                }
+            }
+            WriteOp::Delete { namespace, name } => ops.push(PlanOp::Delete {
+                key: (namespace.clone(), name.clone()),
+            }),
+        }
+    }
+    let epoch = batch.epoch;
+    drop(batch);
+    let fail = |e| store.error(Some(kind), "cannot write a batch", e);
+    let mut tx = store.pool.begin().await.map_err(fail)?;
+    let before = lock_revision(&mut tx).await.map_err(fail)?;
+    let stored = lookup(&mut tx, &table.name, &ops).await.map_err(fail)?;
+    let plan = plan::plan(&ops, &stored);
+    let stored_ids: Vec<u64> = plan
+        .changes
+        .iter()
+        .filter_map(|(_, source)| match source {
+            ChangeSource::Stored(id) => Some(*id),
+            ChangeSource::Row(_) => None,
+        })
+        .collect();
+    let stored_objects = fetch_by_ids(&mut tx, spec, &stored_ids)
+        .await
+        .map_err(|e| match e {
+            Fetch::Sql(e) => fail(e),
+            Fetch::Decode(e) => e,
+        })?;
+    let upserts: Vec<&EncodedRow> = plan.upserts.iter().map(|&i| &rows[i]).collect();
+    upsert_rows(&mut tx, spec, &upserts, epoch, limits.statement_bytes)
+        .await
+        .map_err(fail)?;
+    update_ids(
+        &mut tx,
+        &table.name,
+        "`deleted_at` = NOW(6), `updated_at` = NOW(6)",
+        None,
+        &plan.deletes,
+    )
+    .await
+    .map_err(fail)?;
+    update_ids(
+        &mut tx,
+        &table.name,
+        "`seen_epoch` = ",
+        Some(epoch),
+        &plan.seen,
+    )
+    .await
+    .map_err(fail)?;
+    let mut changes = Vec::with_capacity(plan.changes.len());
+    for (change, source) in &plan.changes {
+        let json = match source {
+            ChangeSource::Row(i) => rows[*i].change_json(),
+            ChangeSource::Stored(id) => match stored_objects.get(id) {
+                Some(object) => object_json(object),
+                None => {
+                    return Err(StoreError::Unavailable {
+                        message: format!("row {id} of {} vanished during a batch", table.name),
+                        source: None,
+                    });
+                }
+            },
+        };
+        changes.push((*change, json));
+    }
+    let revision = record_changes(
+        &mut tx,
+        store,
+        &kind.id(),
+        before,
+        &changes,
+        limits.statement_bytes,
+    )
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    store.publish(revision);
+    tables::purge_if_due(store, &table).await;
+    if let Some((namespace, name, reason)) = rejected.first() {
+        let more = rejected.len() - 1;
+        let reason = if more > 0 {
+            format!("{reason} (and {more} more objects of the batch rejected)")
+        } else {
+            reason.clone()
+        };
+        return Err(StoreError::Rejected {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            reason,
+        });
+    }
+    Ok(WriteOutcome {
+        revision,
+        changed: changes.len(),
+    })
+}
+
+/// Marks every live row of the kind not seen in `epoch` or later as deleted, recording each.
+pub(super) async fn sweep(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    epoch: u64,
+) -> Result<usize, StoreError> {
+    let table = store.table(kind)?;
+    let limits = store.limits().await?;
+    let fail = |e| store.error(Some(kind), "cannot sweep", e);
+    let mut tx = store.pool.begin().await.map_err(fail)?;
+    let before = lock_revision(&mut tx).await.map_err(fail)?;
+    let mut select = Statement::default();
+    select.push(&format!(
+        "SELECT {} FROM {} WHERE `deleted_at` IS NULL AND `seen_epoch` < ",
+        select_list(&table.spec),
+        ident(&table.name)
+    ));
+    select.bind(Param::UInt(epoch));
+    select.push(" ORDER BY `namespace`, `name`");
+    let rows = select.query().fetch_all(&mut *tx).await.map_err(fail)?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (id, object) = encode::decode(&table.spec, row)?;
+        ids.push(id);
+        changes.push((ChangeType::Deleted, object_json(&object)));
+    }
+    drop(rows);
+    update_ids(
+        &mut tx,
+        &table.name,
+        "`deleted_at` = NOW(6), `updated_at` = NOW(6)",
+        None,
+        &ids,
+    )
+    .await
+    .map_err(fail)?;
+    let revision = record_changes(
+        &mut tx,
+        store,
+        &kind.id(),
+        before,
+        &changes,
+        limits.statement_bytes,
+    )
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    store.publish(revision);
+    tables::purge_if_due(store, &table).await;
+    Ok(ids.len())
+}
+
+fn object_json(object: &MirrorObject) -> String {
+    serde_json::to_string(object).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Locks the revision row until commit: writers queue here, in revision order.
+async fn lock_revision(tx: &mut Transaction<'_, MySql>) -> Result<u64, sqlx::Error> {
+    sqlx::query_scalar("SELECT `revision` FROM `stowage_meta` WHERE `id` = 1 FOR UPDATE")
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// The stored rows (live or soft-deleted) of the batch's keys.
+async fn lookup(
+    tx: &mut Transaction<'_, MySql>,
+    table: &str,
+    ops: &[PlanOp],
+) -> Result<HashMap<Key, StoredRow>, sqlx::Error> {
+    let keys: HashSet<&Key> = ops
+        .iter()
+        .map(|op| match op {
+            PlanOp::Upsert { key, .. } | PlanOp::Delete { key } => key,
+        })
+        .collect();
+    let keys: Vec<&Key> = keys.into_iter().collect();
+    let mut stored = HashMap::new();
+    for chunk in keys.chunks(LOOKUP_CHUNK) {
+        // Names are selective (the name index); the namespaces are checked here.
+        let mut select = Statement::default();
+        select.push(&format!(
+            "SELECT `id`, `namespace`, `name`, `resource_version`, `deleted_at` IS NULL FROM {}              WHERE `name` IN (",
+            ident(table)
+        ));
+        let names: HashSet<&str> = chunk.iter().map(|k| k.1.as_str()).collect();
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                select.push(", ");
+            }
+            select.bind(Param::Str(name.to_owned()));
+        }
+        select.push(")");
+        let wanted: HashSet<&Key> = chunk.iter().copied().collect();
+        for row in select.query().fetch_all(&mut **tx).await? {
+            let key: Key = (required_text(&row, 1)?, required_text(&row, 2)?);
+            if !wanted.contains(&key) {
+                continue;
+            }
+            let live: i64 = row.try_get(4)?;
+            let row = StoredRow {
+                id: row.try_get(0)?,
+                resource_version: required_text(&row, 3)?,
+                live: live != 0,
+            };
+            stored.insert(key, row);
+        }
+    }
+    Ok(stored)
+}
+
+enum Fetch {
+    Sql(sqlx::Error),
+    Decode(StoreError),
+}
+
+/// Full objects of rows by id (the last state of deleted objects).
+async fn fetch_by_ids(
+    tx: &mut Transaction<'_, MySql>,
+    spec: &KindSpec,
+    ids: &[u64],
+) -> Result<HashMap<u64, MirrorObject>, Fetch> {
+    let mut objects = HashMap::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let mut select = Statement::default();
+        select.push(&format!(
+            "SELECT {} FROM {} WHERE `id` IN (",
+            select_list(spec),
+            ident(&spec.table_name())
+        ));
+        push_ids(&mut select, chunk);
+        let rows: Vec<MySqlRow> = select
+            .query()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(Fetch::Sql)?;
+        for row in &rows {
+            let (id, object) = encode::decode(spec, row).map_err(Fetch::Decode)?;
+            objects.insert(id, object);
+        }
+    }
+    Ok(objects)
+}
+
+fn push_ids(statement: &mut Statement, ids: &[u64]) {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            statement.push(", ");
+        }
+        statement.bind(Param::UInt(*id));
+    }
+    statement.push(")");
+}
+
+/// `UPDATE … SET {set}[?] WHERE id IN (…)`, chunked.
+async fn update_ids(
+    tx: &mut Transaction<'_, MySql>,
+    table: &str,
+    set: &str,
+    value: Option<u64>,
+    ids: &[u64],
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let mut update = Statement::default();
+        update.push(&format!("UPDATE {} SET {set}", ident(table)));
+        if let Some(value) = value {
+            update.bind(Param::UInt(value));
+        }
+        update.push(" WHERE `id` IN (");
+        push_ids(&mut update, chunk);
+        update.query().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Multi-row `INSERT … ON DUPLICATE KEY UPDATE`, cut into statements under the server's
+/// packet size and placeholder limits.
+async fn upsert_rows(
+    tx: &mut Transaction<'_, MySql>,
+    spec: &KindSpec,
+    rows: &[&EncodedRow],
+    epoch: u64,
+    statement_bytes: usize,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<String> = UPSERT_BASE
+        .iter()
+        .map(|c| ident(c))
+        .chain(["`updated_at`".to_owned(), "`deleted_at`".to_owned()])
+        .chain(spec.columns.iter().map(|c| ident(&c.name)))
+        .collect();
+    let head = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        ident(&spec.table_name()),
+        columns.join(", ")
+    );
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != "`namespace`" && *c != "`name`")
+        .map(|c| format!("{c} = VALUES({c})"))
+        .collect();
+    let tail = format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "));
+    let placeholders = format!(
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
+        ", ?".repeat(spec.columns.len())
+    );
+    let per_row = UPSERT_BASE.len() + spec.columns.len();
+    let rows_per_statement = (MAX_PARAMS / per_row).max(1);
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len() && end - start < rows_per_statement {
+            let next = rows[end].bytes();
+            if end > start && bytes + next > statement_bytes {
+                break;
+            }
+            bytes += next;
+            end += 1;
+        }
+        let mut insert = Statement {
+            sql: head.clone(),
+            params: Vec::with_capacity((end - start) * per_row),
+        };
+        for (i, row) in rows[start..end].iter().enumerate() {
+            if i > 0 {
+                insert.push(", ");
+            }
+            insert.push(&placeholders);
+            insert.params.extend([
+                Param::Str(row.namespace.clone()),
+                Param::Str(row.name.clone()),
+                Param::Str(row.uid.clone()),
+                Param::Str(row.resource_version.clone()),
+                Param::Str(row.labels.clone()),
+                Param::Str(row.annotations.clone()),
+                row.created_at.clone().map_or(Param::Null, Param::Str),
+                Param::UInt(epoch),
+                Param::Str(row.object.clone()),
+            ]);
+            insert.params.extend(row.columns.iter().cloned());
+        }
+        insert.push(&tail);
+        insert.query().persistent(false).execute(&mut **tx).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Appends changes numbered from `before + 1`, stores the new revision and drops changes beyond
+/// the retention; returns the new revision.
+async fn record_changes(
+    tx: &mut Transaction<'_, MySql>,
+    store: &MysqlStore,
+    kind: &str,
+    before: u64,
+    changes: &[(ChangeType, String)],
+    statement_bytes: usize,
+) -> Result<u64, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(before);
+    }
+    let history = store.options.history as u64;
+    let revision = before + changes.len() as u64;
+    // Only the newest `history` changes are kept, so older ones of this batch are not written.
+    let keep_from = revision.saturating_sub(history);
+    let kept: Vec<(u64, &(ChangeType, String))> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (before + 1 + i as u64, c))
+        .filter(|(r, _)| *r > keep_from)
+        .collect();
+    let mut numbered = kept.into_iter().peekable();
+    while numbered.peek().is_some() {
+        let mut insert = Statement::default();
+        insert.push(
+            "INSERT INTO `stowage_changes` (`revision`, `kind`, `change_type`, `object`) VALUES ",
+        );
+        let mut bytes = 0;
+        let mut first = true;
+        while let Some((revision, (change, json))) = numbered.peek() {
+            if !first
+                && (bytes + json.len() > statement_bytes || insert.params.len() + 4 > MAX_PARAMS)
+            {
+                break;
+            }
+            if !first {
+                insert.push(", ");
+            }
+            first = false;
+            bytes += json.len() + kind.len() + 16;
+            insert.push("(");
+            insert.bind(Param::UInt(*revision));
+            insert.push(", ");
+            insert.bind(Param::Str(kind.to_owned()));
+            insert.push(", ");
+            insert.bind(Param::UInt(u64::from(change_code(*change))));
+            insert.push(", ");
+            insert.bind(Param::Str(json.clone()));
+            insert.push(")");
+            numbered.next();
+        }
+        insert.query().persistent(false).execute(&mut **tx).await?;
+    }
+    sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
+        .bind(revision)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM `stowage_changes` WHERE `revision` <= ?")
+        .bind(keep_from)
+        .execute(&mut **tx)
+        .await?;
+    Ok(revision)
+}
