@@ -1,0 +1,1 @@
+//! Placeholder: Lease-based leader election, filled in by the storage controller work.
