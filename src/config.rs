@@ -4,6 +4,7 @@ mod cache;
 mod mirror;
 mod render;
 mod serde_helpers;
+mod storage;
 mod validate;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use cache::{CacheConfig, FamilyTtls, L1Config, RedisConfig};
 pub use mirror::{BreakerConfig, ColumnConfig, ListMode, MirrorConfig, MirrorResource};
 pub use render::Problem;
+pub use storage::{HostPathConfig, NfsConfig, StorageControllerConfig};
 
 /// File read when `--config` is not given and the file exists in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = ".config.yaml";
@@ -71,7 +73,7 @@ pub struct Config {
     pub cache: CacheConfig,
 }
 
-/// The `storage` section.
+/// The `storage` section: the mirror's store, and the storage controller's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
@@ -82,6 +84,15 @@ pub struct StorageConfig {
     pub mysql: MysqlConfig,
     /// Settings used when `type: etcd`.
     pub etcd: EtcdConfig,
+    /// The storage controller also binds claims to volumes (clusters without
+    /// kube-controller-manager, such as the emulator); `false` only provisions, expands and deletes.
+    pub binder: bool,
+    /// The storage controller: on/off, helper pods, leader election.
+    pub controller: StorageControllerConfig,
+    /// Base paths of hostPath volumes per node.
+    pub hostpath: HostPathConfig,
+    /// The NFS export as mounted into Stowage's pod.
+    pub nfs: NfsConfig,
 }
 
 /// Storage backends.

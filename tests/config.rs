@@ -357,3 +357,72 @@ fn committed_example_documents_the_defaults() {
         Ok(())
     });
 }
+
+#[test]
+fn storage_controller_defaults_and_overrides() {
+    jailed(|jail| {
+        let config = load(None).map_err(|e| e.to_string())?;
+        assert!(!config.storage.binder, "provisioner mode by default");
+        assert!(config.storage.controller.enabled);
+        assert_eq!(config.storage.controller.namespace, "stowage");
+        assert_eq!(config.storage.controller.lease_name, "stowage-storage");
+        assert_eq!(
+            config.storage.controller.lease_duration,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            config.storage.hostpath.default_paths,
+            [Path::new("/var/lib/stowage/volumes")]
+        );
+        assert_eq!(config.storage.nfs.mount_path, None);
+
+        jail.create_file(
+            ".config.yaml",
+            "storage:\n  binder: true\n  controller:\n    helper_timeout: 30s\n  hostpath:\n    \
+             node_paths:\n      gpu-1: []\n      big-1: [/mnt/disk1, /mnt/disk2]\n  nfs:\n    \
+             mount_path: /exports\n",
+        )
+        .map_err(|e| e.to_string())?;
+        jail.set_env("STOWAGE_STORAGE__CONTROLLER__LEASE_NAME", "other-lease");
+        let config = load(None).map_err(|e| e.to_string())?;
+        assert!(config.storage.binder);
+        assert_eq!(
+            config.storage.controller.helper_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(config.storage.controller.lease_name, "other-lease");
+        assert_eq!(config.storage.hostpath.node_paths["gpu-1"].len(), 0);
+        assert_eq!(
+            config.storage.hostpath.node_paths["big-1"],
+            [Path::new("/mnt/disk1"), Path::new("/mnt/disk2")]
+        );
+        assert_eq!(
+            config.storage.nfs.mount_path.as_deref(),
+            Some(Path::new("/exports"))
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn storage_controller_problems_name_their_keys() {
+    jailed(|jail| {
+        jail.create_file(
+            ".config.yaml",
+            "storage:\n  controller:\n    lease_duration: 5s\n    renew_deadline: 5s\n    \
+             namespace: My_NS\n  hostpath:\n    default_paths: [volumes]\n  nfs:\n    \
+             mount_path: exports\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let message = rejection(load(None))?;
+        for expected in [
+            "storage.controller.namespace: \"My_NS\" must be a namespace name",
+            "storage.controller.renew_deadline: must be below lease_duration (5s)",
+            "storage.hostpath.default_paths[0]: volumes must be an absolute path",
+            "storage.nfs.mount_path: exports must be an absolute path",
+        ] {
+            assert!(message.contains(expected), "{expected} in {message}");
+        }
+        Ok(())
+    });
+}

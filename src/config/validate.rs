@@ -7,6 +7,12 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     mysql(&config.storage.mysql, &mut problems);
     etcd(&config.storage.etcd, &mut problems);
+    super::storage::problems(
+        &config.storage.controller,
+        &config.storage.hostpath,
+        &config.storage.nfs,
+        &mut problems,
+    );
     super::mirror::problems(&config.mirror, &mut problems);
     super::cache::problems(&config.cache, &mut problems);
     problems
