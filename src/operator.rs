@@ -2,7 +2,8 @@
 //! metrics and the REST API over the store), stop on signal.
 //!
 //! `/readyz` turns 200 once the API server answered `/version` and every mirrored kind finished
-//! its initial sync. The storage controller is a later addition.
+//! its initial sync. With `storage.controller.enabled` the storage controller runs beside the
+//! mirror, writing only while this replica holds the leader Lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,13 @@ use tracing::{info, warn};
 use crate::api::{self, ApiState};
 use crate::cache::{Cache, CacheError, CacheMetrics};
 use crate::config::{Config, StorageType};
+use crate::leader::{Election, ElectionSettings, LeaderMetrics};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::{Mirror, MirrorError};
 use crate::server::{self, Health, ServerBuilder, ServerError};
 use crate::shutdown::Shutdown;
+use crate::storage::controller::{self, ControllerSettings};
+use crate::storage::metrics::StorageMetrics;
 use crate::store::Store;
 use crate::store::etcd::{EtcdSettings, EtcdStore};
 use crate::store::memory::MemoryStore;
@@ -146,6 +150,7 @@ pub async fn run_with_store(
     let app = ServerBuilder::new(metrics.clone(), health.clone())
         .merge(api::router(rest))
         .build();
+    let storage = start_storage(&client, config, &metrics, &shutdown)?;
     let mut server = tokio::spawn(server::serve(listener, app, shutdown.wait_owned()));
     info!(
         %addr,
@@ -164,14 +169,74 @@ pub async fn run_with_store(
         () = shutdown.wait() => None,
     };
     mirror.shutdown().await;
-    match ended_early {
+    let result = match ended_early {
         // The server only returns before shutdown on failure; stop everything else too.
         Some(ended) => {
             shutdown.trigger();
             server_result(ended)
         }
         None => server_result(server.await),
+    };
+    if let Some(storage) = storage {
+        storage.stopped().await;
     }
+    result
+}
+
+/// The storage controller and its leader election, while both run.
+struct StorageTasks {
+    election: Election,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl StorageTasks {
+    /// Waits for the controller to stop writing, then for the Lease to be released.
+    async fn stopped(self) {
+        if let Err(err) = self.controller.await {
+            warn!(error = %err, "the storage controller task ended abnormally");
+        }
+        self.election.stopped().await;
+    }
+}
+
+/// Starts the leader election and the storage controller when `storage.controller.enabled`.
+fn start_storage(
+    client: &Client,
+    config: &Config,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> Result<Option<StorageTasks>, OperatorError> {
+    if !config.storage.controller.enabled {
+        return Ok(None);
+    }
+    let metrics_error = |source| OperatorError::Metrics { source };
+    let leader_metrics = LeaderMetrics::register(metrics).map_err(metrics_error)?;
+    let storage_metrics = StorageMetrics::register(metrics).map_err(metrics_error)?;
+    let election_settings = ElectionSettings::from_config(&config.storage.controller);
+    let settings = ControllerSettings::from_config(config, election_settings.identity.clone());
+    info!(
+        mode = ?settings.mode,
+        lease = %election_settings.lease_name,
+        namespace = %election_settings.namespace,
+        "storage controller enabled"
+    );
+    let election = Election::start(
+        client.clone(),
+        election_settings,
+        leader_metrics,
+        shutdown.clone(),
+    );
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        settings,
+        storage_metrics,
+        election.leading(),
+        shutdown.clone(),
+    ));
+    Ok(Some(StorageTasks {
+        election,
+        controller,
+    }))
 }
 
 /// The read cache `cache` configures, its metrics registered with `metrics`.

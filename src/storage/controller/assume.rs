@@ -1,0 +1,136 @@
+//! Binder mode's assume cache (upstream keeps one too): a volume this replica is binding or has
+//! just written is seen as written by the next decisions, before the watch delivers it, so two
+//! claims reconciled at once never pick the same volume.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::ResourceExt;
+use parking_lot::Mutex;
+
+/// Volume name → the version this replica wrote (`Some(resourceVersion)`) or is writing (`None`).
+#[derive(Default)]
+pub(super) struct Assumed {
+    volumes: Mutex<HashMap<String, (PersistentVolume, Option<u64>)>>,
+}
+
+fn version(volume: &PersistentVolume) -> Option<u64> {
+    volume.resource_version()?.parse().ok()
+}
+
+impl Assumed {
+    /// Runs `decide` on the cached volumes overlaid with the assumed ones; when it returns a volume
+    /// to write, that volume is assumed (as being written) before the lock is released.
+    pub(super) fn decide<T>(
+        &self,
+        cached: Vec<Arc<PersistentVolume>>,
+        decide: impl FnOnce(&[PersistentVolume]) -> (T, Option<PersistentVolume>),
+    ) -> T {
+        let mut assumed = self.volumes.lock();
+        let mut volumes: Vec<PersistentVolume> = Vec::with_capacity(cached.len());
+        for volume in cached {
+            let name = volume.name_any();
+            match assumed.get(&name) {
+                // The write is in flight: the assumed version wins.
+                Some((mine, None)) => volumes.push(mine.clone()),
+                // Written: the cache wins once it has caught up.
+                Some((mine, Some(written))) => {
+                    if version(&volume).is_some_and(|seen| seen >= *written) {
+                        assumed.remove(&name);
+                        volumes.push(volume.as_ref().clone());
+                    } else {
+                        volumes.push(mine.clone());
+                    }
+                }
+                None => volumes.push(volume.as_ref().clone()),
+            }
+        }
+        let (outcome, reserve) = decide(&volumes);
+        if let Some(volume) = reserve {
+            assumed.insert(volume.name_any(), (volume, None));
+        }
+        outcome
+    }
+
+    /// The write of `volume` succeeded: keep it until the cache has this version.
+    pub(super) fn written(&self, volume: PersistentVolume) {
+        let written = version(&volume);
+        let name = volume.name_any();
+        let mut assumed = self.volumes.lock();
+        match written {
+            Some(written) => {
+                assumed.insert(name, (volume, Some(written)));
+            }
+            None => {
+                assumed.remove(&name);
+            }
+        }
+    }
+
+    /// The write of the volume named `name` failed: the cache is right again.
+    pub(super) fn failed(&self, name: &str) {
+        self.volumes.lock().remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::ObjectMeta;
+
+    fn volume(name: &str, rv: &str, bound: bool) -> Arc<PersistentVolume> {
+        Arc::new(PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                labels: bound.then(|| [("bound".to_owned(), "yes".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..PersistentVolume::default()
+        })
+    }
+
+    fn bound(volumes: &[PersistentVolume]) -> Vec<bool> {
+        volumes
+            .iter()
+            .map(|v| v.labels().contains_key("bound"))
+            .collect()
+    }
+
+    #[test]
+    fn a_reserved_volume_is_seen_as_written_until_the_cache_catches_up() {
+        let assumed = Assumed::default();
+        let seen = assumed.decide(vec![volume("a", "5", false)], |volumes| {
+            (
+                bound(volumes),
+                Some(volume("a", "5", true).as_ref().clone()),
+            )
+        });
+        assert_eq!(seen, [false]);
+        // In flight: the next decision sees the reservation although the cache is old.
+        let seen = assumed.decide(vec![volume("a", "5", false)], |v| (bound(v), None));
+        assert_eq!(seen, [true]);
+        assumed.written(volume("a", "7", true).as_ref().clone());
+        let seen = assumed.decide(vec![volume("a", "6", false)], |v| (bound(v), None));
+        assert_eq!(seen, [true], "the cache is older than the write");
+        let seen = assumed.decide(vec![volume("a", "8", false)], |v| (bound(v), None));
+        assert_eq!(
+            seen,
+            [false],
+            "the cache is newer: it wins and the entry is dropped"
+        );
+        assert!(assumed.volumes.lock().is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_forgets_the_reservation() {
+        let assumed = Assumed::default();
+        assumed.decide(vec![volume("a", "5", false)], |_| {
+            ((), Some(volume("a", "5", true).as_ref().clone()))
+        });
+        assumed.failed("a");
+        let seen = assumed.decide(vec![volume("a", "5", false)], |v| (bound(v), None));
+        assert_eq!(seen, [false]);
+    }
+}

@@ -1,0 +1,166 @@
+//! The controller's writes: full replaces (the resourceVersion makes them conditional) and status
+//! replaces with field manager `stowage`, and Events through kube-runtime's recorder.
+
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus,
+};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use tracing::warn;
+
+use super::{Context, ControllerError, MANAGER};
+
+fn post() -> PostParams {
+    PostParams {
+        dry_run: false,
+        field_manager: Some(MANAGER.to_owned()),
+    }
+}
+
+fn claims(ctx: &Context, claim: &PersistentVolumeClaim) -> Api<PersistentVolumeClaim> {
+    Api::namespaced(
+        ctx.client.clone(),
+        claim.metadata.namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+fn volumes(ctx: &Context) -> Api<PersistentVolume> {
+    Api::all(ctx.client.clone())
+}
+
+fn describe<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    match object.meta().namespace.as_deref() {
+        Some(namespace) => format!("{} {namespace}/{}", K::kind(&()), object.name_any()),
+        None => format!("{} {}", K::kind(&()), object.name_any()),
+    }
+}
+
+impl Context {
+    /// Replaces a claim's metadata and spec.
+    pub(super) async fn replace_claim(
+        &self,
+        claim: &PersistentVolumeClaim,
+    ) -> Result<PersistentVolumeClaim, ControllerError> {
+        claims(self, claim)
+            .replace(&claim.name_any(), &post(), claim)
+            .await
+            .map_err(|source| ControllerError::api(format!("update {}", describe(claim)), source))
+    }
+
+    /// Replaces a claim's status.
+    pub(super) async fn replace_claim_status(
+        &self,
+        claim: &PersistentVolumeClaim,
+        status: PersistentVolumeClaimStatus,
+    ) -> Result<PersistentVolumeClaim, ControllerError> {
+        let mut object = claim.clone();
+        object.status = Some(status);
+        claims(self, claim)
+            .replace_status(&claim.name_any(), &post(), &object)
+            .await
+            .map_err(|source| {
+                ControllerError::api(format!("update the status of {}", describe(claim)), source)
+            })
+    }
+
+    /// Creates a volume; one that exists already (a retried provision) is read back.
+    pub(super) async fn create_volume(
+        &self,
+        volume: &PersistentVolume,
+    ) -> Result<PersistentVolume, ControllerError> {
+        match volumes(self).create(&post(), volume).await {
+            Ok(created) => Ok(created),
+            Err(kube::Error::Api(status)) if status.code == 409 => volumes(self)
+                .get(&volume.name_any())
+                .await
+                .map_err(|source| {
+                    ControllerError::api(format!("read {}", describe(volume)), source)
+                }),
+            Err(source) => Err(ControllerError::api(
+                format!("create {}", describe(volume)),
+                source,
+            )),
+        }
+    }
+
+    /// Replaces a volume's metadata and spec.
+    pub(super) async fn replace_volume(
+        &self,
+        volume: &PersistentVolume,
+    ) -> Result<PersistentVolume, ControllerError> {
+        volumes(self)
+            .replace(&volume.name_any(), &post(), volume)
+            .await
+            .map_err(|source| ControllerError::api(format!("update {}", describe(volume)), source))
+    }
+
+    /// Replaces a volume's status (binder mode only: provisioner mode never writes PV phases).
+    pub(super) async fn replace_volume_status(
+        &self,
+        volume: &PersistentVolume,
+        status: PersistentVolumeStatus,
+    ) -> Result<PersistentVolume, ControllerError> {
+        let mut object = volume.clone();
+        object.status = Some(status);
+        volumes(self)
+            .replace_status(&volume.name_any(), &post(), &object)
+            .await
+            .map_err(|source| {
+                ControllerError::api(format!("update the status of {}", describe(volume)), source)
+            })
+    }
+
+    /// Deletes a volume object (its storage is already dealt with); gone already is fine.
+    pub(super) async fn delete_volume_object(
+        &self,
+        volume: &PersistentVolume,
+    ) -> Result<(), ControllerError> {
+        match volumes(self)
+            .delete(&volume.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(ControllerError::api(
+                format!("delete {}", describe(volume)),
+                source,
+            )),
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure is logged, never fatal.
+    pub(super) async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(object = %describe(object), reason, error = %err, "cannot publish an Event");
+        }
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate(mut note: String) -> String {
+    const LIMIT: usize = 1024;
+    if note.len() > LIMIT {
+        let mut end = LIMIT - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
