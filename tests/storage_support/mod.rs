@@ -74,3 +74,72 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// The storage controller (with its election) running against a [`Cluster`].
+pub struct Controller {
+    pub metrics: stowage::metrics::Metrics,
+    shutdown: stowage::shutdown::Shutdown,
+    election: Option<stowage::leader::Election>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Starts the controller in the mode `config.storage.binder` says, and waits until it leads.
+    pub async fn start(cluster: &Cluster, config: &stowage::config::Config) -> Self {
+        use stowage::leader::{Election, ElectionSettings, LeaderMetrics};
+        use stowage::storage::controller::{self, ControllerSettings};
+        let metrics = stowage::metrics::Metrics::new().expect("metrics");
+        let shutdown = stowage::shutdown::Shutdown::new();
+        let mut election_settings = ElectionSettings::from_config(&config.storage.controller);
+        election_settings.lease_duration = Duration::from_secs(2);
+        election_settings.renew_deadline = Duration::from_secs(1);
+        let election = Election::start(
+            cluster.client.clone(),
+            election_settings.clone(),
+            LeaderMetrics::register(&metrics).expect("leader metrics"),
+            shutdown.clone(),
+        );
+        let settings = ControllerSettings::from_config(config, election_settings.identity);
+        let task = tokio::spawn(controller::run(
+            cluster.client.clone(),
+            settings,
+            stowage::storage::metrics::StorageMetrics::register(&metrics).expect("storage metrics"),
+            election.leading(),
+            shutdown.clone(),
+        ));
+        let mut leading = election.leading();
+        tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|leads| *leads))
+            .await
+            .expect("the controller leads within 10s")
+            .expect("election running");
+        Self {
+            metrics,
+            shutdown,
+            election: Some(election),
+            task: Some(task),
+        }
+    }
+
+    /// The controller's metrics in the text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode().expect("encode metrics")
+    }
+
+    /// Stops the controller and waits for it (and the Lease release).
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(task) = self.task.take() {
+            task.await.expect("controller task");
+        }
+        if let Some(election) = self.election.take() {
+            election.stopped().await;
+        }
+    }
+}
+
+/// A binder-mode configuration (helper pods and NFS as `configure` sets them).
+pub fn binder_config() -> stowage::config::Config {
+    let mut config = stowage::config::Config::default();
+    config.storage.binder = true;
+    config
+}
