@@ -117,15 +117,15 @@ async fn bind_claim(
             Ok(false)
         }
         ClaimAction::WaitForFirstConsumer => {
+            ctx.event(
+                claim,
+                EventType::Normal,
+                "WaitForFirstConsumer",
+                "Binding",
+                "waiting for first consumer to be created before binding".to_owned(),
+            )
+            .await;
             if bind::claim_phase(claim).is_empty() {
-                ctx.event(
-                    claim,
-                    EventType::Normal,
-                    "WaitForFirstConsumer",
-                    "Binding",
-                    "waiting for first consumer to be created before binding".to_owned(),
-                )
-                .await;
                 ctx.replace_claim_status(claim, bind::pending_claim_status(claim))
                     .await?;
             }
