@@ -1,5 +1,6 @@
 //! Local playgrounds: `stowage emulator` (just the API server emulator) and `stowage sandbox`
-//! (a seeded emulator with the operator, the mirror and the REST API running against it).
+//! (a seeded emulator with the operator, the mirror, the REST API and the storage controller in
+//! binder mode running against it; NFS volumes live in a temporary directory).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -54,6 +55,11 @@ pub enum SandboxError {
     Listen {
         #[source]
         source: ServerError,
+    },
+    #[error("cannot create the sandbox's temporary storage directory")]
+    TempDir {
+        #[source]
+        source: std::io::Error,
     },
     #[error("the operator stopped")]
     Operator {
@@ -112,12 +118,33 @@ pub async fn run_sandbox(
 ) -> Result<(), SandboxError> {
     // Refuse an unbuilt store backend before printing a welcome that would not come true.
     operator::build_store(config).map_err(|source| SandboxError::Operator { source })?;
+    // Removed when the sandbox stops, like everything else it holds.
+    let storage = tempfile::Builder::new()
+        .prefix("stowage-sandbox-")
+        .tempdir()
+        .map_err(|source| SandboxError::TempDir { source })?;
+    let config = sandbox_config(config, storage.path());
     let emulator = Emulator::start(EmulatorConfig::default())
         .await
         .map_err(|source| SandboxError::Start { source })?;
-    let result = run_against(&emulator, config, kubeconfig, shutdown).await;
+    let result = run_against(&emulator, &config, kubeconfig, shutdown).await;
     emulator.shutdown().await;
     result
+}
+
+/// The sandbox's changes to `config`: the storage controller runs in binder mode (the emulator
+/// has no controller manager), with the NFS export in `storage/nfs`.
+fn sandbox_config(config: &Config, storage: &Path) -> Config {
+    let mut config = config.clone();
+    config.storage.binder = true;
+    config.storage.controller.enabled = true;
+    if config.storage.nfs.mount_path.is_none() {
+        let export = storage.join("nfs");
+        if std::fs::create_dir_all(&export).is_ok() {
+            config.storage.nfs.mount_path = Some(export);
+        }
+    }
+    config
 }
 
 async fn run_against(
@@ -227,7 +254,14 @@ pub fn welcome(emulator_url: &str, kubeconfig: &Path, http: SocketAddr) -> Strin
          \n  curl {base}/api/v1/resources\
          \n  curl '{base}/api/v1/pods?namespace=shop'\
          \n  curl {base}/api/v1/status\n\
-         \nNot built yet: the storage controller, the MySQL store and the Redis cache.\
+         \nStorage (the controller runs in binder mode; class stowage-hostpath binds at once):\
+         \n  kubectl --kubeconfig {kubeconfig} get pvc,pv,storageclass -A\
+         \n  kubectl --kubeconfig {kubeconfig} -n default apply -f - <<'YAML'\
+         \n  {{apiVersion: v1, kind: PersistentVolumeClaim, metadata: {{name: demo}},\
+         \n   spec: {{storageClassName: stowage-hostpath, accessModes: [ReadWriteOnce],\
+         \n          resources: {{requests: {{storage: 1Gi}}}}}}}}\
+         \n  YAML\n\
+         \nStores: memory (default), MySQL and etcd (storage.type); read cache: L1, optional Redis.\
          \nPress Ctrl-C to stop.\n"
     )
 }

@@ -233,7 +233,8 @@ pub async fn run(
             }
         }
     };
-    let gauge = claim_gauge(&claims, &metrics, leading, &shutdown);
+    metrics.initialize_reconcile_errors(ControllerError::CATEGORIES);
+    let gauge = claim_gauge(&claims, &classes, &metrics, leading, &shutdown);
     tokio::join!(claim_run, volume_run, classes_run, gauge);
     info!("storage controller stopped");
 }
@@ -292,9 +293,11 @@ fn unbound_claims(claims: &Store<PersistentVolumeClaim>) -> Vec<ObjectRef<Persis
         .collect()
 }
 
-/// Keeps `stowage_storage_claims` current while leading (so replicas do not count twice).
+/// Keeps `stowage_storage_claims` current while leading (so replicas do not count twice), and
+/// exports zero-valued series for every class.
 async fn claim_gauge(
     claims: &Store<PersistentVolumeClaim>,
+    classes: &Store<StorageClass>,
     metrics: &StorageMetrics,
     leading: watch::Receiver<bool>,
     shutdown: &Shutdown,
@@ -304,6 +307,9 @@ async fn claim_gauge(
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.wait() => return,
+        }
+        for class in classes.state() {
+            metrics.initialize_class(&class.name_any());
         }
         let mut counts = BTreeMap::new();
         if *leading.borrow() {

@@ -146,6 +146,28 @@ impl StorageMetrics {
         self.reconcile_errors.with_label_values(&[reason]).inc();
     }
 
+    /// Exports zero-valued series for a class, so dashboards and `rate()` show 0 rather than no
+    /// data before the first operation: successes of every operation, and blocked expansions.
+    pub fn initialize_class(&self, class: &str) {
+        for operation in [
+            Operation::Provision,
+            Operation::Delete,
+            Operation::Expand,
+            Operation::Bind,
+        ] {
+            self.operations
+                .with_label_values(&[operation.as_str(), class, "success", ""]);
+        }
+        self.expansion_blocked.with_label_values(&[class]);
+    }
+
+    /// Exports zero-valued reconcile error series for the given categories.
+    pub fn initialize_reconcile_errors(&self, reasons: &[&str]) {
+        for reason in reasons {
+            self.reconcile_errors.with_label_values(&[reason]);
+        }
+    }
+
     /// Replaces `storage_claims` with `counts` ((phase, class) → claims).
     pub fn set_claims(&self, counts: &BTreeMap<(String, String), i64>) {
         self.claims.reset();
@@ -171,6 +193,8 @@ mod tests {
         storage.expansion_blocked("fixed");
         storage.reconcile_error("api");
         storage.set_claims(&BTreeMap::from([(("Bound".into(), "nfs".into()), 3)]));
+        storage.initialize_class("longhorn");
+        storage.initialize_reconcile_errors(&["conflict"]);
         let text = metrics.encode()?;
         for line in [
             "stowage_storage_operations_total{class=\"nfs\",operation=\"provision\",outcome=\"success\",reason=\"\"} 1",
@@ -179,6 +203,9 @@ mod tests {
             "stowage_storage_expansion_blocked_total{class=\"fixed\"} 1",
             "stowage_storage_reconcile_errors_total{reason=\"api\"} 1",
             "stowage_storage_claims{class=\"nfs\",phase=\"Bound\"} 3",
+            "stowage_storage_operations_total{class=\"longhorn\",operation=\"expand\",outcome=\"success\",reason=\"\"} 0",
+            "stowage_storage_expansion_blocked_total{class=\"longhorn\"} 0",
+            "stowage_storage_reconcile_errors_total{reason=\"conflict\"} 0",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

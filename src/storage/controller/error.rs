@@ -20,15 +20,13 @@ pub enum ControllerError {
         #[source]
         source: ProvisionError,
     },
-    /// The object has no name or namespace (never true for objects read from the API).
-    #[error("{kind} without {field}")]
-    Incomplete {
-        kind: &'static str,
-        field: &'static str,
-    },
 }
 
 impl ControllerError {
+    /// Every category [`ControllerError::category`] can return (provisioning failures add
+    /// theirs).
+    pub const CATEGORIES: &'static [&'static str] = &["api", "conflict"];
+
     /// Metrics label.
     pub fn category(&self) -> &'static str {
         match self {
@@ -37,7 +35,6 @@ impl ControllerError {
                 _ => "api",
             },
             Self::Provision { source, .. } => source.category(),
-            Self::Incomplete { .. } => "incomplete",
         }
     }
 
