@@ -5,21 +5,60 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::ResourceExt;
 use parking_lot::Mutex;
 
-/// Volume name → the version this replica wrote (`Some(resourceVersion)`) or is writing (`None`).
+/// Volume name → the version this replica wrote (`Some(resourceVersion)`) or is writing (`None`);
+/// claim uid → the resourceVersion of this replica's last write of it.
 #[derive(Default)]
 pub(super) struct Assumed {
     volumes: Mutex<HashMap<String, (PersistentVolume, Option<u64>)>>,
+    claims: Mutex<HashMap<String, u64>>,
 }
 
-fn version(volume: &PersistentVolume) -> Option<u64> {
-    volume.resource_version()?.parse().ok()
+fn version<K: kube::Resource>(object: &K) -> Option<u64> {
+    object.meta().resource_version.as_deref()?.parse().ok()
 }
 
 impl Assumed {
+    /// True when this replica wrote a newer version of `claim` than the cached one: the watch
+    /// will deliver it (and wake the controller), so deciding on the cached one is wasted work
+    /// that ends in a write conflict.
+    pub(super) fn claim_is_stale(&self, claim: &PersistentVolumeClaim) -> bool {
+        let (Some(uid), Some(seen)) = (claim.uid(), version(claim)) else {
+            return false;
+        };
+        let mut claims = self.claims.lock();
+        match claims.get(&uid) {
+            Some(written) if seen < *written => true,
+            Some(_) => {
+                claims.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A write of a claim succeeded.
+    pub(super) fn claim_written(&self, claim: &PersistentVolumeClaim) {
+        if let (Some(uid), Some(written)) = (claim.uid(), version(claim)) {
+            self.claims.lock().insert(uid, written);
+        }
+    }
+
+    /// True when this replica wrote a newer version of `volume` than the cached one.
+    pub(super) fn volume_is_stale(&self, volume: &PersistentVolume) -> bool {
+        let Some(seen) = version(volume) else {
+            return false;
+        };
+        match self.volumes.lock().get(&volume.name_any()) {
+            Some((_, None)) => true,
+            Some((_, Some(written))) => seen < *written,
+            None => false,
+        }
+    }
+
     /// Runs `decide` on the cached volumes overlaid with the assumed ones; when it returns a volume
     /// to write, that volume is assumed (as being written) before the lock is released.
     pub(super) fn decide<T>(
@@ -36,7 +75,7 @@ impl Assumed {
                 Some((mine, None)) => volumes.push(mine.clone()),
                 // Written: the cache wins once it has caught up.
                 Some((mine, Some(written))) => {
-                    if version(&volume).is_some_and(|seen| seen >= *written) {
+                    if version(volume.as_ref()).is_some_and(|seen| seen >= *written) {
                         assumed.remove(&name);
                         volumes.push(volume.as_ref().clone());
                     } else {

@@ -29,7 +29,7 @@ pub(super) async fn reconcile(
     claim: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
-    if !ctx.is_leader() {
+    if !ctx.is_leader() || ctx.assumed.claim_is_stale(&claim) {
         return Ok(Action::await_change());
     }
     ctx.caches_ready().await;

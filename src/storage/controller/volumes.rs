@@ -23,7 +23,7 @@ pub(super) async fn reconcile(
     volume: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
-    if !ctx.is_leader() {
+    if !ctx.is_leader() || ctx.assumed.volume_is_stale(&volume) {
         return Ok(Action::await_change());
     }
     ctx.caches_ready().await;

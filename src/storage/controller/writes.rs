@@ -42,10 +42,14 @@ impl Context {
         &self,
         claim: &PersistentVolumeClaim,
     ) -> Result<PersistentVolumeClaim, ControllerError> {
-        claims(self, claim)
+        let written = claims(self, claim)
             .replace(&claim.name_any(), &post(), claim)
             .await
-            .map_err(|source| ControllerError::api(format!("update {}", describe(claim)), source))
+            .map_err(|source| {
+                ControllerError::api(format!("update {}", describe(claim)), source)
+            })?;
+        self.assumed.claim_written(&written);
+        Ok(written)
     }
 
     /// Replaces a claim's status.
@@ -56,12 +60,14 @@ impl Context {
     ) -> Result<PersistentVolumeClaim, ControllerError> {
         let mut object = claim.clone();
         object.status = Some(status);
-        claims(self, claim)
+        let written = claims(self, claim)
             .replace_status(&claim.name_any(), &post(), &object)
             .await
             .map_err(|source| {
                 ControllerError::api(format!("update the status of {}", describe(claim)), source)
-            })
+            })?;
+        self.assumed.claim_written(&written);
+        Ok(written)
     }
 
     /// Creates a volume; one that exists already (a retried provision) is read back.
