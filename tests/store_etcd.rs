@@ -599,3 +599,107 @@ async fn operator_builds_the_etcd_store_while_etcd_is_down() {
         .expect_err("etcd is down");
     assert!(error.is_transient(), "retried by the mirror: {error}");
 }
+
+/// The change feed answered from the follower's recent events equals the answer of a watch
+/// opened from the same revision (a second store on the same prefix, whose follower started
+/// after the writes, has to open one), for every `since`, with and without a kind and a limit.
+#[tokio::test]
+async fn feed_from_memory_matches_a_watch() {
+    let store = shared_store("/recent");
+    let pods = sample_kind("RecentA");
+    let jobs = sample_kind("RecentB");
+    for kind in [&pods, &jobs] {
+        timed("register", store.register(kind))
+            .await
+            .expect("register");
+    }
+    // The follower connects in the background: wait until a feed answer comes from memory.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let start = loop {
+        let written = put(&store, &pods, sample_object("ns", "probe", "1"))
+            .await
+            .expect("probe write");
+        let answered = store.feed_answers_from_memory();
+        timed("probe feed", store.changes(None, written.revision - 1, 10))
+            .await
+            .expect("probe feed");
+        if store.feed_answers_from_memory() > answered {
+            break written.revision;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never answered"
+        );
+    };
+    let mut revisions = vec![start];
+    for round in 0..6u32 {
+        let kind = if round % 2 == 0 { &pods } else { &jobs };
+        let mut ops: Vec<WriteOp> = (0..(round * 7 + 3))
+            .map(|i| {
+                let rv = (round + 2).to_string();
+                WriteOp::Upsert(sample_object("ns", &format!("o{i}"), &rv))
+            })
+            .collect();
+        if round > 1 {
+            ops.push(delete("ns", "o0"));
+        }
+        let outcome = timed("write", store.write(kind, WriteBatch { ops, epoch: 1 }))
+            .await
+            .expect("write");
+        revisions.push(outcome.revision);
+    }
+    let from_memory = store.feed_answers_from_memory();
+    let other = shared_store_at(&store);
+    for kind in [&pods, &jobs] {
+        timed("register", other.register(kind))
+            .await
+            .expect("register on the second store");
+    }
+    let mut queries = 0;
+    for &since in &revisions[..revisions.len() - 1] {
+        for kind in [None, Some(&pods), Some(&jobs)] {
+            for limit in [1, 5, usize::MAX] {
+                let mine = timed("memory feed", store.changes(kind, since, limit))
+                    .await
+                    .expect("memory feed");
+                let theirs = timed("watch feed", other.changes(kind, since, limit))
+                    .await
+                    .expect("watch feed");
+                let key = |c: &stowage::store::Change| {
+                    (
+                        c.revision,
+                        c.change,
+                        c.object.name.clone(),
+                        c.object.resource_version.clone(),
+                    )
+                };
+                assert_eq!(
+                    mine.iter().map(key).collect::<Vec<_>>(),
+                    theirs.iter().map(key).collect::<Vec<_>>(),
+                    "since {since}, kind {:?}, limit {limit}",
+                    kind.map(KindSpec::id)
+                );
+                queries += 1;
+            }
+        }
+    }
+    assert_eq!(
+        store.feed_answers_from_memory() - from_memory,
+        queries,
+        "every answer of the first store came from memory"
+    );
+    assert_eq!(
+        other.feed_answers_from_memory(),
+        0,
+        "the second store's follower started after the writes"
+    );
+}
+
+/// A second store on the same etcd prefix as `store`.
+fn shared_store_at(store: &EtcdStore) -> EtcdStore {
+    let prefix = store.layout().root();
+    EtcdStore::new(EtcdSettings::new(
+        vec!["http://127.0.0.1:2379".into()],
+        prefix.trim_end_matches('/'),
+    ))
+}
