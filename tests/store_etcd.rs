@@ -51,39 +51,10 @@ async fn timed<T>(what: &str, call: impl Future<Output = T>) -> T {
     }
 }
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let etcd = PrivateEtcd::start().await;
-                conformance::$name(&store_on(&etcd, "/kubernetes")).await;
-            }
-        )*
-    };
-}
-
-scenarios!(
-    register_and_unknown_kinds,
-    upsert_get_and_count,
-    same_resource_version_is_a_no_op,
-    delete_and_delete_unknown,
-    batch_revisions_are_consecutive,
-    sweep_removes_only_stale_objects,
-    list_namespace_filter,
-    list_search_is_case_insensitive,
-    list_label_selector,
-    list_column_filters,
-    list_sorting,
-    list_offset_paging,
-    list_keyset_paging,
-    list_json_matches_list,
-    hostile_values_are_literal,
-    group_count_and_column_sums,
-    change_feed,
-    feed_keeps_revisions_whole,
-    subscribe_wakes_after_write,
-);
+stowage::conformance_tests!(scenario => {
+    let etcd = PrivateEtcd::start().await;
+    scenario(&store_on(&etcd, "/kubernetes")).await;
+});
 
 #[tokio::test]
 async fn all_scenarios_share_one_store() {
