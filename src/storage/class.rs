@@ -29,7 +29,7 @@ pub enum ClassKind {
     Foreign,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostPathParams {
     /// `None`: [`crate::storage::pattern::DEFAULT_PATTERN`].
     pub path_pattern: Option<String>,
