@@ -4,7 +4,7 @@
 //!
 //! The builders are idempotent: when a builder's result equals its input there is nothing to write.
 
-use crate::storage::quantity::{claim_request, volume_capacity};
+use crate::storage::quantity::{QuantityError, STORAGE, parse_bytes, volume_capacity};
 use k8s_openapi::api::core::v1::{
     ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus,
     PersistentVolumeStatus,
@@ -300,6 +300,18 @@ fn being_deleted(meta: &ObjectMeta) -> bool {
     meta.deletion_timestamp.is_some()
 }
 
+/// The claim's storage request in bytes: 0 when it asks for none (upstream's zero quantity), an
+/// error when the value is not a quantity (so a malformed claim never matches every volume).
+fn request_bytes(claim: &PersistentVolumeClaim) -> Result<u128, QuantityError> {
+    let requested = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get(STORAGE));
+    requested.map_or(Ok(0), parse_bytes)
+}
+
 /// Upstream `FindMatchingVolume` over one access-mode group (rules 2–5).
 fn find_in_group<'a>(
     claim: &PersistentVolumeClaim,
@@ -360,7 +372,9 @@ pub fn find_matching_volume<'a>(
     volumes: &'a [PersistentVolume],
     delay_binding: bool,
 ) -> Option<&'a PersistentVolume> {
-    let request = claim_request(claim).unwrap_or(0);
+    let Ok(request) = request_bytes(claim) else {
+        return None;
+    };
     let wanted = claim_access_modes(claim);
     let mut groups: BTreeMap<Vec<String>, Vec<&'a PersistentVolume>> = BTreeMap::new();
     for volume in volumes {
@@ -389,7 +403,7 @@ pub fn check_volume_satisfies_claim(
     if being_deleted(&volume.metadata) {
         return Err("the volume is being deleted".to_string());
     }
-    let request = claim_request(claim).unwrap_or(0);
+    let request = request_bytes(claim).map_err(|e| format!("invalid storage request: {e}"))?;
     if volume_capacity(volume).unwrap_or(0) < request {
         return Err("requested PV is too small".to_string());
     }
@@ -480,6 +494,12 @@ fn plan_unbound_claim(
     volumes: &[PersistentVolume],
     class: Option<&StorageClass>,
 ) -> ClaimAction {
+    if let Err(problem) = request_bytes(claim) {
+        return pending(
+            REASON_FAILED_BINDING,
+            format!("invalid spec.resources.requests.storage: {problem}"),
+        );
+    }
     let Some(wanted) = claim_volume_name(claim) else {
         if let Some(Err(problem)) = claim
             .spec

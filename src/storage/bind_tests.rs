@@ -588,6 +588,12 @@ fn rule_5_checks_a_named_volume() {
             pv("v", "2Gi").deleting(),
             Err("the volume is being deleted"),
         ),
+        (
+            "malformed request",
+            claim("data", "-1Gi"),
+            pv("v", "2Gi"),
+            Err("invalid storage request: `-1Gi` is negative; a size must be zero or more"),
+        ),
     ];
     for (what, claim, volume, want) in cases {
         let got = check_volume_satisfies_claim(&volume, &claim);
@@ -860,6 +866,24 @@ fn plan_claim_covers_rules_and_examples() {
             vec![pv("v", "1Gi")],
             None,
             ClaimAction::Nothing,
+        ),
+        (
+            "malformed request → Pending with the problem, never a match",
+            claim("data", "lots"),
+            vec![pv("v", "1Gi")],
+            None,
+            pending_action(
+                "FailedBinding",
+                "invalid spec.resources.requests.storage: `lots` is not a Kubernetes quantity (no \
+                 digits); write a size such as 10Gi, 500M or 1.5Ti",
+            ),
+        ),
+        (
+            "no request at all counts as zero (upstream)",
+            c().edit(|c| c.spec.as_mut().unwrap().resources = None),
+            vec![pv("big", "5Gi"), pv("small", "1Gi")],
+            None,
+            bind("small", true),
         ),
         (
             "malformed selector → Pending with the problem",
