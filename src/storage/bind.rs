@@ -208,15 +208,11 @@ fn volume_points_at_claim(volume: &PersistentVolume, claim: &PersistentVolumeCla
             .is_some()
 }
 
-fn is_block(mode: Option<&str>) -> bool {
-    mode == Some("Block")
-}
-
 /// `volumeMode` differs (nil counts as Filesystem).
 fn volume_mode_mismatch(claim: &PersistentVolumeClaim, volume: &PersistentVolume) -> bool {
     let claim_mode = claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref());
     let volume_mode = volume.spec.as_ref().and_then(|s| s.volume_mode.as_deref());
-    is_block(claim_mode) != is_block(volume_mode)
+    claim_mode.unwrap_or("Filesystem") != volume_mode.unwrap_or("Filesystem")
 }
 
 fn claim_access_modes(claim: &PersistentVolumeClaim) -> &[String] {
@@ -617,7 +613,9 @@ fn release_or_reclaim(volume: &PersistentVolume) -> VolumeAction {
 }
 
 /// Binder-mode decision for one volume (upstream `syncVolume`). `claim`: the claim its claimRef
-/// names (namespace/name), `None` when it does not exist.
+/// names (namespace/name), `None` when it does not exist. A cache can lag behind a claim that was
+/// just created: like upstream, confirm a missing claim (or a uid mismatch) with a direct GET
+/// before acting on `Release`.
 pub fn plan_volume(
     volume: &PersistentVolume,
     claim: Option<&PersistentVolumeClaim>,
