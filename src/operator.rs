@@ -138,8 +138,19 @@ pub async fn run_with_store(
     let addr = listener
         .local_addr()
         .map_err(|source| OperatorError::ListenerAddr { source })?;
-    let mirror = Mirror::start(client.clone(), &config.mirror, store, &metrics)
-        .map_err(|source| OperatorError::Mirror { source })?;
+    // One Lease for every writer: ResourceMirror statuses and the storage controller.
+    let storage = start_storage(&client, config, &metrics, &shutdown)?;
+    let mirror = match &storage {
+        Some(storage) => Mirror::start_with_leader(
+            client.clone(),
+            &config.mirror,
+            store,
+            &metrics,
+            storage.election.leading(),
+        ),
+        None => Mirror::start(client.clone(), &config.mirror, store, &metrics),
+    }
+    .map_err(|source| OperatorError::Mirror { source })?;
     let cache = build_cache(config, &metrics)?;
     // Invalidation follows the store the mirror writes; pub/sub carries other replicas' changes.
     cache.follow(mirror.store(), mirror.kinds(), shutdown.clone());
@@ -150,7 +161,6 @@ pub async fn run_with_store(
     let app = ServerBuilder::new(metrics.clone(), health.clone())
         .merge(api::router(rest))
         .build();
-    let storage = start_storage(&client, config, &metrics, &shutdown)?;
     let mut server = tokio::spawn(server::serve(listener, app, shutdown.wait_owned()));
     info!(
         %addr,

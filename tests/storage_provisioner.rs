@@ -403,8 +403,13 @@ async fn provisioner_mode_creates_the_volume_and_leaves_binding_to_the_cluster()
             false,
         )
         .await;
-        s.create_class(nfs_class("nfs").param("pathPattern", "${pvc}").build())
-            .await;
+        s.create_class(
+            nfs_class("nfs")
+                .param("pathPattern", "${pvc}")
+                .param("onDelete", "delete")
+                .build(),
+        )
+        .await;
         // Not handed over by the cluster yet: Stowage leaves it alone.
         s.create_claim(claim(NS, "waiting", "1Gi").class("nfs").build())
             .await;

@@ -43,6 +43,8 @@ const CLAIM_GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// Retry after a transient failure (conflicts are retried sooner).
 const RETRY: Duration = Duration::from_secs(5);
 const RETRY_CONFLICT: Duration = Duration::from_millis(50);
+/// How long running reconciles may take to finish after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Which of the two modes of `storage.md` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +237,18 @@ pub async fn run(
     };
     metrics.initialize_reconcile_errors(ControllerError::CATEGORIES);
     let gauge = claim_gauge(&claims, &classes, &metrics, leading, &shutdown);
-    tokio::join!(claim_run, volume_run, classes_run, gauge);
+    let everything = async {
+        tokio::join!(claim_run, volume_run, classes_run, gauge);
+    };
+    // Graceful shutdown lets running reconciles finish; a controller whose watches never
+    // connected (API server unreachable) does not end on its own, so it is cut off after a grace.
+    tokio::select! {
+        () = everything => {}
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => warn!(grace = ?SHUTDOWN_GRACE, "storage controller stopped before its reconciles finished"),
+    }
     info!("storage controller stopped");
 }
 
