@@ -384,3 +384,7 @@ impl Provisioner for HostPathProvisioner {
 #[cfg(test)]
 #[path = "hostpath_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "hostpath_api_tests.rs"]
+mod api_tests;
