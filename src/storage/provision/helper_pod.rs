@@ -198,8 +198,12 @@ pub fn helper_outcome(pod: &Pod) -> HelperOutcome {
                 parts.extend(t.reason.clone());
                 parts.extend(t.message.clone());
             }
-            parts.extend(status.reason.clone());
-            parts.extend(status.message.clone());
+            // A kubelet often repeats the container's message on the pod: say it once.
+            for extra in [&status.reason, &status.message].into_iter().flatten() {
+                if !parts.contains(extra) {
+                    parts.push(extra.clone());
+                }
+            }
             if parts.is_empty() {
                 parts.push("phase Failed without a message".to_string());
             }

@@ -153,6 +153,18 @@ fn outcome_reads_phase_and_termination() {
         helper_outcome(&failed),
         HelperOutcome::Failed("exit code 1: Error: Permission denied".to_string())
     );
+    let repeated = pod_with_status(json!({
+        "phase": "Failed",
+        "message": "mkdir: Permission denied",
+        "containerStatuses": [{
+            "name": "helper", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": "mkdir: Permission denied"}}
+        }]
+    }));
+    assert_eq!(
+        helper_outcome(&repeated),
+        HelperOutcome::Failed("exit code 1: Error: mkdir: Permission denied".to_string())
+    );
     assert_eq!(
         helper_outcome(&pod_with_status(json!({"phase": "Failed"}))),
         HelperOutcome::Failed("phase Failed without a message".to_string())

@@ -33,7 +33,7 @@ pub(crate) async fn run_helper_pod(
         .unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
 
-    create_replacing_stale(&api, &pod, timeout).await?;
+    create_replacing_stale(&api, &pod, &node, timeout).await?;
     let mut cleanup = Cleanup::armed(api.clone(), name.clone());
 
     let finished =
@@ -66,7 +66,13 @@ pub(crate) async fn run_helper_pod(
                 node: node.clone(),
                 message,
             }),
-            HelperOutcome::Running => unreachable_running(&namespace, &name, &node),
+            // The wait returns only finished pods; kept as an error rather than a panic.
+            HelperOutcome::Running => Err(ProvisionError::HelperFailed {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                node: node.clone(),
+                message: "the watch ended while the pod was still running".to_string(),
+            }),
         },
     };
     cleanup.disarm();
@@ -74,21 +80,12 @@ pub(crate) async fn run_helper_pod(
     result
 }
 
-/// The wait only returns finished pods; kept as an error rather than a panic.
-fn unreachable_running(namespace: &str, name: &str, node: &str) -> Result<(), ProvisionError> {
-    Err(ProvisionError::HelperFailed {
-        namespace: namespace.to_string(),
-        pod: name.to_string(),
-        node: node.to_string(),
-        message: "the watch ended while the pod was still running".to_string(),
-    })
-}
-
 /// Creates the pod; a pod left by an earlier, interrupted attempt is deleted first (its result
 /// cannot be trusted: it may be Failed, or for another path).
 async fn create_replacing_stale(
     api: &Api<Pod>,
     pod: &Pod,
+    node: &str,
     timeout: Duration,
 ) -> Result<(), ProvisionError> {
     let name = pod.name_any();
@@ -124,7 +121,7 @@ async fn create_replacing_stale(
                 return Err(ProvisionError::HelperFailed {
                     namespace,
                     pod: name,
-                    node: String::new(),
+                    node: node.to_string(),
                     message: format!("an earlier helper pod was not removed within {timeout:?}"),
                 });
             }
