@@ -51,39 +51,10 @@ async fn timed<T>(what: &str, call: impl Future<Output = T>) -> T {
     }
 }
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                let etcd = PrivateEtcd::start().await;
-                conformance::$name(&store_on(&etcd, "/kubernetes")).await;
-            }
-        )*
-    };
-}
-
-scenarios!(
-    register_and_unknown_kinds,
-    upsert_get_and_count,
-    same_resource_version_is_a_no_op,
-    delete_and_delete_unknown,
-    batch_revisions_are_consecutive,
-    sweep_removes_only_stale_objects,
-    list_namespace_filter,
-    list_search_is_case_insensitive,
-    list_label_selector,
-    list_column_filters,
-    list_sorting,
-    list_offset_paging,
-    list_keyset_paging,
-    list_json_matches_list,
-    hostile_values_are_literal,
-    group_count_and_column_sums,
-    change_feed,
-    feed_keeps_revisions_whole,
-    subscribe_wakes_after_write,
-);
+stowage::conformance_tests!(scenario => {
+    let etcd = PrivateEtcd::start().await;
+    scenario(&store_on(&etcd, "/kubernetes")).await;
+});
 
 #[tokio::test]
 async fn all_scenarios_share_one_store() {
@@ -598,4 +569,108 @@ async fn operator_builds_the_etcd_store_while_etcd_is_down() {
         .await
         .expect_err("etcd is down");
     assert!(error.is_transient(), "retried by the mirror: {error}");
+}
+
+/// The change feed answered from the follower's recent events equals the answer of a watch
+/// opened from the same revision (a second store on the same prefix, whose follower started
+/// after the writes, has to open one), for every `since`, with and without a kind and a limit.
+#[tokio::test]
+async fn feed_from_memory_matches_a_watch() {
+    let store = shared_store("/recent");
+    let pods = sample_kind("RecentA");
+    let jobs = sample_kind("RecentB");
+    for kind in [&pods, &jobs] {
+        timed("register", store.register(kind))
+            .await
+            .expect("register");
+    }
+    // The follower connects in the background: wait until a feed answer comes from memory.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let start = loop {
+        let written = put(&store, &pods, sample_object("ns", "probe", "1"))
+            .await
+            .expect("probe write");
+        let answered = store.feed_answers_from_memory();
+        timed("probe feed", store.changes(None, written.revision - 1, 10))
+            .await
+            .expect("probe feed");
+        if store.feed_answers_from_memory() > answered {
+            break written.revision;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never answered"
+        );
+    };
+    let mut revisions = vec![start];
+    for round in 0..6u32 {
+        let kind = if round % 2 == 0 { &pods } else { &jobs };
+        let mut ops: Vec<WriteOp> = (0..(round * 7 + 3))
+            .map(|i| {
+                let rv = (round + 2).to_string();
+                WriteOp::Upsert(sample_object("ns", &format!("o{i}"), &rv))
+            })
+            .collect();
+        if round > 1 {
+            ops.push(delete("ns", "o0"));
+        }
+        let outcome = timed("write", store.write(kind, WriteBatch { ops, epoch: 1 }))
+            .await
+            .expect("write");
+        revisions.push(outcome.revision);
+    }
+    let from_memory = store.feed_answers_from_memory();
+    let other = shared_store_at(&store);
+    for kind in [&pods, &jobs] {
+        timed("register", other.register(kind))
+            .await
+            .expect("register on the second store");
+    }
+    let mut queries = 0;
+    for &since in &revisions[..revisions.len() - 1] {
+        for kind in [None, Some(&pods), Some(&jobs)] {
+            for limit in [1, 5, usize::MAX] {
+                let mine = timed("memory feed", store.changes(kind, since, limit))
+                    .await
+                    .expect("memory feed");
+                let theirs = timed("watch feed", other.changes(kind, since, limit))
+                    .await
+                    .expect("watch feed");
+                let key = |c: &stowage::store::Change| {
+                    (
+                        c.revision,
+                        c.change,
+                        c.object.name.clone(),
+                        c.object.resource_version.clone(),
+                    )
+                };
+                assert_eq!(
+                    mine.iter().map(key).collect::<Vec<_>>(),
+                    theirs.iter().map(key).collect::<Vec<_>>(),
+                    "since {since}, kind {:?}, limit {limit}",
+                    kind.map(KindSpec::id)
+                );
+                queries += 1;
+            }
+        }
+    }
+    assert_eq!(
+        store.feed_answers_from_memory() - from_memory,
+        queries,
+        "every answer of the first store came from memory"
+    );
+    assert_eq!(
+        other.feed_answers_from_memory(),
+        0,
+        "the second store's follower started after the writes"
+    );
+}
+
+/// A second store on the same etcd prefix as `store`.
+fn shared_store_at(store: &EtcdStore) -> EtcdStore {
+    let prefix = store.layout().root();
+    EtcdStore::new(EtcdSettings::new(
+        vec!["http://127.0.0.1:2379".into()],
+        prefix.trim_end_matches('/'),
+    ))
 }

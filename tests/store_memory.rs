@@ -11,39 +11,10 @@ fn store() -> MemoryStore {
     MemoryStore::new(SUITE_HISTORY)
 }
 
-/// One `#[tokio::test]` per scenario, each on a fresh store.
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                conformance::$name(&store()).await;
-            }
-        )*
-    };
-}
-
-scenarios!(
-    register_and_unknown_kinds,
-    upsert_get_and_count,
-    same_resource_version_is_a_no_op,
-    delete_and_delete_unknown,
-    batch_revisions_are_consecutive,
-    sweep_removes_only_stale_objects,
-    list_namespace_filter,
-    list_search_is_case_insensitive,
-    list_label_selector,
-    list_column_filters,
-    list_sorting,
-    list_offset_paging,
-    list_keyset_paging,
-    list_json_matches_list,
-    hostile_values_are_literal,
-    group_count_and_column_sums,
-    change_feed,
-    feed_keeps_revisions_whole,
-    subscribe_wakes_after_write,
-);
+// One `#[tokio::test]` per scenario, each on a fresh store.
+stowage::conformance_tests!(scenario => {
+    scenario(&store()).await;
+});
 
 #[tokio::test]
 async fn expired_feed() {

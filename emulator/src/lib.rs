@@ -3,6 +3,9 @@
 //! Start one with [`Emulator::start`]; it serves plain HTTP on loopback, keeps every object in memory
 //! behind one global resourceVersion counter, and implements lists, watches, patches, server-side
 //! apply, subresources, finalizers, CRDs and discovery the way kube-apiserver does.
+//!
+//! With [`EmulatorConfig::node_agent`] set it also runs a node agent (see [`NodeAgentConfig`]): the
+//! kubelet of every Node object for Stowage's hostPath helper pods, acting on `root/<node name>/`.
 
 pub mod events;
 pub mod faults;
@@ -11,16 +14,18 @@ pub mod patch;
 pub mod selectors;
 
 mod http;
+mod node_agent;
 mod resources;
 mod state;
 mod status;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use faults::Faults;
+pub use node_agent::{NODE_AGENT_ANNOTATION, NodeAgentConfig};
 
 /// Settings for one emulator instance.
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub struct EmulatorConfig {
     pub token: Option<String>,
     /// Interval between BOOKMARK events on watches that asked for them.
     pub bookmark_interval: Duration,
+    /// When set, a node agent runs Stowage's helper pods against `root/<node name>/` (off by default).
+    pub node_agent: Option<NodeAgentConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -42,6 +49,7 @@ impl Default for EmulatorConfig {
             history: 10_000,
             token: None,
             bookmark_interval: Duration::from_secs(5),
+            node_agent: None,
         }
     }
 }
@@ -73,6 +81,7 @@ pub struct RunningEmulator {
     token: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    node_agent: Option<(NodeAgentConfig, tokio::task::JoinHandle<()>)>,
 }
 
 /// Entry point.
@@ -99,6 +108,9 @@ impl Emulator {
             token: config.token.clone(),
             bookmark_interval: config.bookmark_interval,
         });
+        let node_agent = config
+            .node_agent
+            .map(|agent| (agent.clone(), node_agent::spawn(state.clone(), agent)));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -115,6 +127,7 @@ impl Emulator {
             token: config.token,
             shutdown: Some(tx),
             task: Some(task),
+            node_agent,
         })
     }
 }
@@ -170,8 +183,18 @@ impl RunningEmulator {
         self.state.compact(keep)
     }
 
+    /// The directory standing in for `node`'s filesystem when the node agent runs (it may not exist
+    /// yet); None without a node agent or for a name that is not a single directory name.
+    pub fn node_root(&self, node: &str) -> Option<PathBuf> {
+        self.node_agent.as_ref()?.0.node_root(node)
+    }
+
     /// Stops serving and waits for the server task.
     pub async fn shutdown(mut self) {
+        if let Some((_, agent)) = self.node_agent.take() {
+            agent.abort();
+            let _ = agent.await;
+        }
         self.faults.drop_watches();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

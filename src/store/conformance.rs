@@ -72,28 +72,79 @@ pub fn sample_object(namespace: &str, name: &str, resource_version: &str) -> Mir
     })
 }
 
+/// Calls `$then!(scenario, ...)` with every scenario that takes only a store (all but
+/// [`expired_feed`]): the one list a new scenario is added to.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_conformance_scenario {
+    ($then:ident ! ($($args:tt)*)) => {
+        $crate::$then!(
+            ($($args)*)
+            register_and_unknown_kinds,
+            upsert_get_and_count,
+            same_resource_version_is_a_no_op,
+            delete_and_delete_unknown,
+            batch_revisions_are_consecutive,
+            sweep_removes_only_stale_objects,
+            list_namespace_filter,
+            list_search_is_case_insensitive,
+            list_label_selector,
+            list_column_filters,
+            list_sorting,
+            list_offset_paging,
+            list_keyset_paging,
+            list_json_matches_list,
+            hostile_values_are_literal,
+            group_count_and_column_sums,
+            change_feed,
+            feed_keeps_revisions_whole,
+            subscribe_wakes_after_write
+        );
+    };
+}
+
+/// One `#[tokio::test]` per scenario of the suite (all but [`expired_feed`], which needs a
+/// retention setting). The block gets the scenario as `$scenario` (an
+/// `async fn(&dyn Store)`) and runs it on a store it sets up:
+///
+/// ```ignore
+/// stowage::conformance_tests!(scenario => {
+///     scenario(&MemoryStore::new(conformance::SUITE_HISTORY)).await;
+/// });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($scenario:ident => $body:block) => {
+        $crate::__for_each_conformance_scenario!(__conformance_test!($scenario => $body));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    (($scenario:ident => $body:block) $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let $scenario = $crate::store::conformance::$name;
+                $body
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_run_all {
+    (($store:expr) $($name:ident),* $(,)?) => {
+        $( $crate::store::conformance::$name($store).await; )*
+    };
+}
+
 /// Runs every scenario except [`expired_feed`] on one store, one after another.
 pub async fn run_all(store: Arc<dyn Store>) {
     let store = &*store;
-    register_and_unknown_kinds(store).await;
-    upsert_get_and_count(store).await;
-    same_resource_version_is_a_no_op(store).await;
-    delete_and_delete_unknown(store).await;
-    batch_revisions_are_consecutive(store).await;
-    sweep_removes_only_stale_objects(store).await;
-    list_namespace_filter(store).await;
-    list_search_is_case_insensitive(store).await;
-    list_label_selector(store).await;
-    list_column_filters(store).await;
-    list_sorting(store).await;
-    list_offset_paging(store).await;
-    list_keyset_paging(store).await;
-    list_json_matches_list(store).await;
-    hostile_values_are_literal(store).await;
-    group_count_and_column_sums(store).await;
-    change_feed(store).await;
-    feed_keeps_revisions_whole(store).await;
-    subscribe_wakes_after_write(store).await;
+    crate::__for_each_conformance_scenario!(__conformance_run_all!(store));
 }
 
 // ---------------------------------------------------------------------------------------------

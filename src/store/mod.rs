@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod etcd;
 pub mod memory;
 pub mod mysql;
+pub mod sort;
 
 use std::collections::BTreeMap;
 

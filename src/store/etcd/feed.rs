@@ -1,23 +1,28 @@
-//! The change feed from etcd's native watch: `changes` opens a watch from `since + 1` on the
-//! store's prefix and collects events up to the last revision this store wrote; a compacted
-//! `since` is `Expired` (the REST feed's 410). A background follower watches the revision marker
-//! to wake subscribers, reconnecting with backoff when etcd goes away.
+//! The change feed from etcd's native watch. A background follower keeps one watch on the whole
+//! prefix (reconnecting with backoff when etcd goes away): it wakes subscribers and keeps the
+//! recent events (`recent`), from which `changes` answers when they cover `since`. Otherwise
+//! `changes` opens a watch from `since + 1` and collects events up to the last revision this store
+//! wrote; a compacted `since` is `Expired` (the REST feed's 410).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Event, EventType, WatchOptions};
+use etcd_client::{Event, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::EtcdStore;
 use super::connect::{Connection, call, unavailable};
+use super::recent::Recent;
 use crate::mirror::kind::KindSpec;
 use crate::store::{Change, ChangeType, Revision, StoreError};
 
 /// Bound on collecting one `changes` answer.
 const FEED_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `changes` waits for the follower to receive the last write before opening its own
+/// watch (the follower is normally a few milliseconds behind the writer).
+const FOLLOWER_WAIT: Duration = Duration::from_millis(250);
 
 impl EtcdStore {
     /// See [`crate::store::Store::changes`]: whole revisions only, so the answer may exceed
@@ -40,6 +45,16 @@ impl EtcdStore {
             return Ok(Vec::new());
         }
         let only = kind.map(|k| self.layout.kind_prefix(k));
+        if self.recent.wait_for(last, FOLLOWER_WAIT).await && !self.compacted(since).await? {
+            let answer = self.recent.read(since, last, |events| {
+                let mut out = Vec::new();
+                self.collect(events, only.as_deref(), last, limit, &mut out);
+                out
+            });
+            if let Some(out) = answer {
+                return Ok(out);
+            }
+        }
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(i64::try_from(since + 1).unwrap_or(i64::MAX))
@@ -80,6 +95,19 @@ impl EtcdStore {
             }
         }
         Ok(out)
+    }
+
+    /// Whether etcd compacted the history after `since` away. Memory may still hold it, but every
+    /// backend answers a compacted revision the same way (`Expired`), so the watch path decides.
+    async fn compacted(&self, since: Revision) -> Result<bool, StoreError> {
+        let mut kv = self.conn.clients().await?.kv;
+        let at = GetOptions::new().with_revision(i64::try_from(since + 1).unwrap_or(i64::MAX));
+        match tokio::time::timeout(FEED_TIMEOUT, kv.get(self.layout.marker(), Some(at))).await {
+            Ok(Ok(_)) => Ok(false),
+            Ok(Err(error)) if error.to_string().contains("compacted") => Ok(true),
+            Ok(Err(error)) => Err(unavailable("reading an old revision", error)),
+            Err(_) => Err(closed("no answer about an old revision")),
+        }
     }
 
     /// The revision of this store's last transaction (0 before the first).
@@ -180,16 +208,23 @@ pub(super) fn publish(notify: &watch::Sender<Revision>, revision: Revision) {
     });
 }
 
-/// Follows the revision marker (every transaction under the prefix, other processes' too) to wake
-/// subscribers; runs until aborted, reconnecting with backoff.
-pub(super) async fn follow(
-    conn: Arc<Connection>,
-    marker: String,
-    notify: Arc<watch::Sender<Revision>>,
-) {
+/// What the follower watches and whom it tells.
+pub(super) struct Follower {
+    pub conn: Arc<Connection>,
+    pub root: String,
+    pub marker: String,
+    pub notify: Arc<watch::Sender<Revision>>,
+    pub recent: Arc<Recent>,
+}
+
+/// Follows every change under the prefix (other processes' too) to wake subscribers and keep the
+/// recent events; runs until aborted, reconnecting with backoff.
+pub(super) async fn follow(follower: Follower) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match follow_once(&conn, &marker, &notify).await {
+        let result = follow_once(&follower).await;
+        follower.recent.stop();
+        match result {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
                 debug!(%error, "etcd watch for subscribers interrupted; reconnecting");
@@ -200,21 +235,29 @@ pub(super) async fn follow(
     }
 }
 
-async fn follow_once(
-    conn: &Connection,
-    marker: &str,
-    notify: &watch::Sender<Revision>,
-) -> Result<(), StoreError> {
-    let clients = conn.clients().await?;
+async fn follow_once(follower: &Follower) -> Result<(), StoreError> {
+    let clients = follower.conn.clients().await?;
     let mut kv = clients.kv.clone();
-    let response = call("reading the revision marker", kv.get(marker, None)).await?;
+    let response = call(
+        "reading the revision marker",
+        kv.get(follower.marker.as_str(), None),
+    )
+    .await?;
     let current = response.header().map_or(0, |h| h.revision() as Revision);
     if let Some(kv) = response.kvs().first() {
-        publish(notify, kv.mod_revision() as Revision);
+        publish(&follower.notify, kv.mod_revision() as Revision);
     }
-    let options = WatchOptions::new().with_start_revision(current as i64 + 1);
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_prev_key()
+        .with_start_revision(current as i64 + 1);
     let mut client = clients.watch.clone();
-    let mut stream = call("opening a watch", client.watch(marker, Some(options))).await?;
+    let mut stream = call(
+        "opening a watch",
+        client.watch(follower.root.as_str(), Some(options)),
+    )
+    .await?;
+    follower.recent.restart(current);
     while let Some(response) = stream
         .message()
         .await
@@ -223,8 +266,9 @@ async fn follow_once(
         if response.canceled() {
             return Err(closed("watch cancelled"));
         }
+        follower.recent.push(response.events());
         if let Some(kv) = response.events().last().and_then(Event::kv) {
-            publish(notify, kv.mod_revision() as Revision);
+            publish(&follower.notify, kv.mod_revision() as Revision);
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ mod index;
 pub mod keys;
 mod query;
 mod read;
+mod recent;
 pub mod split;
 mod write;
 
@@ -48,6 +49,8 @@ pub struct EtcdStore {
     /// The highest etcd revision this store has seen in an answer.
     known: AtomicU64,
     notify: Arc<watch::Sender<Revision>>,
+    /// Recent changes under the prefix, kept by the follower for the change feed.
+    recent: Arc<recent::Recent>,
     follower: JoinHandle<()>,
 }
 
@@ -80,19 +83,29 @@ impl EtcdStore {
         let conn = Arc::new(Connection::new(settings));
         let (notify, _) = watch::channel(0);
         let notify = Arc::new(notify);
-        let follower = tokio::spawn(feed::follow(
-            Arc::clone(&conn),
-            layout.marker(),
-            Arc::clone(&notify),
-        ));
+        let recent = Arc::new(recent::Recent::new());
+        let follower = tokio::spawn(feed::follow(feed::Follower {
+            conn: Arc::clone(&conn),
+            root: layout.root(),
+            marker: layout.marker(),
+            notify: Arc::clone(&notify),
+            recent: Arc::clone(&recent),
+        }));
         Self {
             conn,
             layout,
             kinds: RwLock::new(HashMap::new()),
             known: AtomicU64::new(0),
             notify,
+            recent,
             follower,
         }
+    }
+
+    /// How many change-feed answers came from the follower's recent events instead of a watch
+    /// of their own (tests check that path is taken).
+    pub fn feed_answers_from_memory(&self) -> u64 {
+        self.recent.answered()
     }
 
     /// The key layout of this store (tests and tools read keys with it).

@@ -1,12 +1,14 @@
 //! Lists, counts and sums over decoded objects (pure): the same filters, orders and paging as the
 //! other backends, applied after a prefix range has read a kind's (or a namespace's) objects.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::mirror::kind::KindSpec;
+use crate::store::sort::SortValue;
 use crate::store::{Cursor, GroupBy, ListPage, ListQuery, MirrorObject, SortField, StoreError};
 
 /// Fails with `UnknownColumn` for a filter or sort column the kind does not define.
@@ -51,7 +53,7 @@ pub fn page(
     let start = match &query.after {
         Some(cursor) => {
             let at = (
-                sort_value(&cursor.value),
+                SortValue::of(&cursor.value),
                 cursor.namespace.as_str(),
                 cursor.name.as_str(),
             );
@@ -122,11 +124,11 @@ fn sort_key<'o>(query: &ListQuery, object: &'o MirrorObject) -> (SortValue<'o>, 
         SortField::CreatedAt => object
             .created_at
             .as_deref()
-            .map_or(SortValue::Null, SortValue::Str),
+            .map_or(SortValue::Null, |s| SortValue::Str(Cow::Borrowed(s))),
         SortField::Column(column) => object
             .columns
             .get(column)
-            .map_or(SortValue::Null, sort_value),
+            .map_or(SortValue::Null, SortValue::of),
     };
     (value, &object.namespace, &object.name)
 }
@@ -151,71 +153,6 @@ fn compare(query: &ListQuery, a: &SortKey<'_>, b: &SortKey<'_>) -> Ordering {
     } else {
         ordering
     }
-}
-
-/// A JSON value ordered null < bool < number < string < array < object (arrays and objects by
-/// their serialised form), as every backend orders typed columns.
-#[derive(Debug)]
-enum SortValue<'a> {
-    Null,
-    Bool(bool),
-    Number(&'a Number),
-    Str(&'a str),
-    Document { array: bool, text: String },
-}
-
-fn sort_value(value: &Value) -> SortValue<'_> {
-    match value {
-        Value::Null => SortValue::Null,
-        Value::Bool(b) => SortValue::Bool(*b),
-        Value::Number(n) => SortValue::Number(n),
-        Value::String(s) => SortValue::Str(s),
-        other => SortValue::Document {
-            array: other.is_array(),
-            text: other.to_string(),
-        },
-    }
-}
-
-impl SortValue<'_> {
-    fn rank(&self) -> u8 {
-        match self {
-            Self::Null => 0,
-            Self::Bool(_) => 1,
-            Self::Number(_) => 2,
-            Self::Str(_) => 3,
-            Self::Document { array: true, .. } => 4,
-            Self::Document { array: false, .. } => 5,
-        }
-    }
-
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
-            (Self::Number(a), Self::Number(b)) => compare_numbers(a, b),
-            (Self::Str(a), Self::Str(b)) => a.cmp(b),
-            (Self::Document { text: a, .. }, Self::Document { text: b, .. })
-                if self.rank() == other.rank() =>
-            {
-                a.cmp(b)
-            }
-            _ => self.rank().cmp(&other.rank()),
-        }
-    }
-}
-
-fn compare_numbers(a: &Number, b: &Number) -> Ordering {
-    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
-        return a.cmp(&b);
-    }
-    if let (Some(a), Some(b)) = (a.as_u64(), b.as_u64()) {
-        return a.cmp(&b);
-    }
-    let (a, b) = (
-        a.as_f64().unwrap_or(f64::NAN),
-        b.as_f64().unwrap_or(f64::NAN),
-    );
-    a.total_cmp(&b)
 }
 
 /// Object counts by namespace or by a column's string form (`null` under `""`).
