@@ -388,3 +388,7 @@ mod tests;
 #[cfg(test)]
 #[path = "hostpath_api_tests.rs"]
 mod api_tests;
+
+#[cfg(test)]
+#[path = "hostpath_agent_tests.rs"]
+mod agent_tests;

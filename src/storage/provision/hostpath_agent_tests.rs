@@ -63,14 +63,27 @@ async fn provision_and_delete_through_helper_pods() {
         fs::create_dir_all(dir.join("app/data")).expect("data");
         fs::write(dir.join("app/data/f"), "x").expect("file");
         let outcome = hp.delete(&pv, &req.kind).await.expect("delete");
-        assert_eq!(outcome, DeleteOutcome::Removed { path: PathBuf::from(path) });
+        assert_eq!(
+            outcome,
+            DeleteOutcome::Removed {
+                path: PathBuf::from(path)
+            }
+        );
         assert!(!dir.exists());
-        assert!(on_node(&cluster, "w1", "/var/lib/stowage/volumes").is_dir(), "base kept");
+        assert!(
+            on_node(&cluster, "w1", "/var/lib/stowage/volumes").is_dir(),
+            "base kept"
+        );
         assert_eq!(cluster.helper_pods().await, Vec::<String>::new());
 
         // A retried delete finds nothing to remove and still succeeds.
         let again = hp.delete(&pv, &req.kind).await.expect("delete again");
-        assert_eq!(again, DeleteOutcome::Removed { path: PathBuf::from(path) });
+        assert_eq!(
+            again,
+            DeleteOutcome::Removed {
+                path: PathBuf::from(path)
+            }
+        );
         cluster.stop().await;
     })
     .await
@@ -91,7 +104,10 @@ async fn immediate_classes_land_on_the_first_ready_node_with_a_path() {
 
         let pv = hp.provision(&req).await.expect("provision");
         let path = "/var/lib/stowage/volumes/team-a-data-pvc-1";
-        assert_eq!(pv, hostpath_volume(&req, "c-ready", "c-ready", Path::new(path)));
+        assert_eq!(
+            pv,
+            hostpath_volume(&req, "c-ready", "c-ready", Path::new(path))
+        );
         assert!(on_node(&cluster, "c-ready", path).is_dir());
         cluster.stop().await;
     })
@@ -112,7 +128,10 @@ async fn per_node_base_paths_and_nested_patterns() {
 
         hp.delete(&pv, &req.kind).await.expect("delete");
         assert!(!on_node(&cluster, "big", "/mnt/disk1/big/team-a/data").exists());
-        assert!(on_node(&cluster, "big", "/mnt/disk1/big/team-a").is_dir(), "parents kept");
+        assert!(
+            on_node(&cluster, "big", "/mnt/disk1/big/team-a").is_dir(),
+            "parents kept"
+        );
         cluster.stop().await;
     })
     .await
@@ -152,7 +171,9 @@ async fn a_failing_helper_reports_the_kubelet_message() {
         assert!(!err.is_permanent());
         let text = err.to_string();
         assert!(
-            text.starts_with("helper pod stowage/stowage-create-pvc-1 on node w1 failed: exit code 1: Error"),
+            text.starts_with(
+                "helper pod stowage/stowage-create-pvc-1 on node w1 failed: exit code 1: Error"
+            ),
             "{text}"
         );
         assert_eq!(cluster.helper_pods().await, Vec::<String>::new());
@@ -173,14 +194,20 @@ async fn a_stale_failed_pod_is_replaced_and_the_retry_succeeds() {
         }))
         .expect("pod");
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "stowage");
-        let mut created = pods.create(&PostParams::default(), &stale).await.expect("stale");
+        let mut created = pods
+            .create(&PostParams::default(), &stale)
+            .await
+            .expect("stale");
         created.status = Some(serde_json::from_value(json!({"phase": "Failed"})).expect("status"));
         pods.replace_status("stowage-create-pvc-1", &PostParams::default(), &created)
             .await
             .expect("mark failed");
 
         let hp = provisioner(&cluster, Duration::from_secs(10));
-        let pv = hp.provision(&hostpath_request(None, Some("w1"))).await.expect("provision");
+        let pv = hp
+            .provision(&hostpath_request(None, Some("w1")))
+            .await
+            .expect("provision");
         assert!(on_node(&cluster, "w1", &host_path(&pv)).is_dir());
         assert_eq!(cluster.helper_pods().await, Vec::<String>::new());
         cluster.stop().await;
