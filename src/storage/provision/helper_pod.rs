@@ -213,6 +213,28 @@ pub fn helper_outcome(pod: &Pod) -> HelperOutcome {
     }
 }
 
+/// Label selector matching every helper pod.
+pub const HELPER_SELECTOR: &str =
+    "app.kubernetes.io/name=stowage,app.kubernetes.io/component=volume-helper";
+
+/// True for a helper pod nobody waits for any more: finished, or older than twice the helper
+/// timeout (every run deletes its own pod once the timeout has passed).
+pub fn is_orphaned(
+    pod: &Pod,
+    now: k8s_openapi::jiff::Timestamp,
+    helper_timeout: std::time::Duration,
+) -> bool {
+    if helper_outcome(pod) != HelperOutcome::Running {
+        return true;
+    }
+    let Some(created) = pod.metadata.creation_timestamp.as_ref() else {
+        return false;
+    };
+    let age = now.duration_since(created.0);
+    let limit = helper_timeout.saturating_mul(2);
+    age.is_positive() && age.unsigned_abs() > limit
+}
+
 #[cfg(test)]
 #[path = "helper_pod_tests.rs"]
 mod tests;

@@ -170,3 +170,40 @@ fn outcome_reads_phase_and_termination() {
         HelperOutcome::Failed("phase Failed without a message".to_string())
     );
 }
+
+#[test]
+fn orphaned_pods_are_finished_or_older_than_twice_the_timeout() {
+    let now: k8s_openapi::jiff::Timestamp = "2026-01-01T12:00:00Z".parse().expect("time");
+    let timeout = std::time::Duration::from_secs(120);
+    let pod = |phase: &str, created: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "creationTimestamp": created},
+            "status": {"phase": phase}
+        }))
+        .expect("pod")
+    };
+    assert!(is_orphaned(
+        &pod("Succeeded", "2026-01-01T11:59:59Z"),
+        now,
+        timeout
+    ));
+    assert!(is_orphaned(
+        &pod("Failed", "2026-01-01T11:59:59Z"),
+        now,
+        timeout
+    ));
+    assert!(!is_orphaned(
+        &pod("Pending", "2026-01-01T11:56:00Z"),
+        now,
+        timeout
+    ));
+    assert!(is_orphaned(
+        &pod("Pending", "2026-01-01T11:55:59Z"),
+        now,
+        timeout
+    ));
+    assert!(
+        !is_orphaned(&pod("Running", "2026-01-01T12:00:30Z"), now, timeout),
+        "clock skew"
+    );
+}

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 
 use super::error::ProvisionError;
-use super::helper_pod::{HelperOutcome, helper_outcome};
+use super::helper_pod::{HELPER_SELECTOR, HelperOutcome, helper_outcome, is_orphaned};
 
 /// Creates `pod`, waits up to `timeout` for it to end and deletes it. Ok when it Succeeded.
 pub(crate) async fn run_helper_pod(
@@ -131,6 +131,32 @@ async fn create_replacing_stale(
         .await
         .map(|_| ())
         .map_err(|source| ProvisionError::api(action(), source))
+}
+
+/// Deletes the helper pods in `namespace` nobody waits for any more (left by a crashed or
+/// replaced leader); returns their names.
+pub(crate) async fn remove_orphaned_helper_pods(
+    client: &Client,
+    namespace: &str,
+    helper_timeout: Duration,
+) -> Result<Vec<String>, ProvisionError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(HELPER_SELECTOR))
+        .await
+        .map_err(|e| ProvisionError::api(format!("list helper pods in {namespace}"), e))?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut removed = Vec::new();
+    for pod in pods
+        .items
+        .iter()
+        .filter(|p| is_orphaned(p, now, helper_timeout))
+    {
+        let name = pod.name_any();
+        delete_pod(&api, &name).await;
+        removed.push(name);
+    }
+    Ok(removed)
 }
 
 fn now() -> DeleteParams {

@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 
 use super::error::ProvisionError;
 use super::helper_pod::{DEFAULT_MODE, HelperAction, HelperPodParams, helper_pod};
-use super::helper_run::run_helper_pod;
+use super::helper_run::{remove_orphaned_helper_pods, run_helper_pod};
 use super::shim::{ClassKind, DEFAULT_PATTERN, PatternVars, expand_pattern, join_under};
 use super::volume::{check_claim, claim_key, class_name, new_volume, relative_inside};
 use super::{DeleteOutcome, ProvisionRequest, Provisioner};
@@ -264,6 +264,13 @@ impl HostPathProvisioner {
     /// A provisioner writing helper pods through `client`.
     pub fn new(client: Client, settings: HostPathSettings) -> Self {
         Self { client, settings }
+    }
+
+    /// Deletes helper pods left behind by an earlier leader (finished, or older than twice the
+    /// helper timeout); call when becoming leader. Returns their names.
+    pub async fn remove_orphaned_helper_pods(&self) -> Result<Vec<String>, ProvisionError> {
+        let s = &self.settings;
+        remove_orphaned_helper_pods(&self.client, &s.namespace, s.helper_timeout).await
     }
 
     fn helper(

@@ -11,6 +11,9 @@ use stowage_emulator::EmulatorConfig;
 use super::tests::{hostpath_request, settings};
 use super::*;
 use crate::storage::provision::fixtures::{Cluster, within};
+use crate::storage::provision::helper_pod::{
+    DEFAULT_MODE, HelperAction, HelperPodParams, helper_pod,
+};
 
 fn provisioner(cluster: &Cluster, timeout: Duration) -> HostPathProvisioner {
     let mut s = settings();
@@ -165,6 +168,57 @@ async fn refusals_create_no_pod() {
         assert_eq!(err.category(), "unsafe-path");
 
         assert_eq!(cluster.helper_pods().await, Vec::<String>::new());
+        cluster.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn orphaned_helper_pods_are_removed_and_others_kept() {
+    within(async {
+        let cluster = Cluster::start(EmulatorConfig::default()).await;
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "stowage");
+        let params = |action, pv: &str| HelperPodParams {
+            namespace: "stowage".to_string(),
+            image: "busybox:1.36".to_string(),
+            action,
+            pv_name: pv.to_string(),
+            node: "w1".to_string(),
+            base_path: PathBuf::from("/var/lib/stowage/volumes"),
+            relative_dir: PathBuf::from("x"),
+            mode: DEFAULT_MODE,
+        };
+        let post = PostParams::default();
+        let done = pods
+            .create(&post, &helper_pod(&params(HelperAction::Create, "pv-done")))
+            .await
+            .expect("done pod");
+        let mut finished = done.clone();
+        finished.status =
+            Some(serde_json::from_value(json!({"phase": "Succeeded"})).expect("status"));
+        pods.replace_status("stowage-create-pv-done", &post, &finished)
+            .await
+            .expect("finish");
+        pods.create(&post, &helper_pod(&params(HelperAction::Delete, "pv-busy")))
+            .await
+            .expect("busy pod");
+        let other: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "someone-else", "namespace": "stowage"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+        }))
+        .expect("pod");
+        let mut other = pods.create(&post, &other).await.expect("other pod");
+        other.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).expect("status"));
+        pods.replace_status("someone-else", &post, &other)
+            .await
+            .expect("finish other");
+
+        let hp = provisioner(&cluster, Duration::from_secs(600));
+        let removed = hp.remove_orphaned_helper_pods().await.expect("cleanup");
+        assert_eq!(removed, ["stowage-create-pv-done"]);
+        let mut left = cluster.helper_pods().await;
+        left.sort();
+        assert_eq!(left, ["someone-else", "stowage-delete-pv-busy"]);
         cluster.stop().await;
     })
     .await

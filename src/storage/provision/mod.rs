@@ -151,6 +151,12 @@ impl Provisioners {
         }
     }
 
+    /// Deletes helper pods left behind by an earlier leader (finished, or older than twice the
+    /// helper timeout); call when becoming leader. Returns their names.
+    pub async fn remove_orphaned_helper_pods(&self) -> Result<Vec<String>, ProvisionError> {
+        self.hostpath.remove_orphaned_helper_pods().await
+    }
+
     /// The provisioner for a class kind; `None` for Longhorn and foreign classes.
     pub fn for_kind(&self, kind: &ClassKind) -> Option<&dyn Provisioner> {
         match kind {
