@@ -670,6 +670,70 @@ async fn resource_mirrors_add_kinds_at_run_time() {
     h.stop().await;
 }
 
+/// Only the replica holding the Lease writes `ResourceMirror` statuses: a follower mirrors the
+/// kind but leaves the status alone; once it leads, it writes it.
+#[tokio::test]
+async fn only_the_leader_writes_resource_mirror_statuses() {
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts");
+    let client = sandbox::client_for(&emu.url()).expect("client");
+    create_crd(&client, &ResourceMirror::crd()).await;
+    create_crd(&client, &widget_crd("Widget", "widgets")).await;
+    let mirrors: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::erase::<ResourceMirror>(&()));
+    let widgets: DynamicObject =
+        serde_json::from_value(resource_mirror("widgets", "Widget")).expect("mirror");
+    mirrors
+        .create(&PostParams::default(), &widgets)
+        .await
+        .expect("create ResourceMirror");
+    create_custom(&client, "Widget", "widgets", "w1", 3).await;
+
+    let (leader_tx, leading) = tokio::sync::watch::channel(false);
+    let config = MirrorConfig {
+        builtin: false,
+        ..fast()
+    };
+    let store = FlakyStore::new();
+    let metrics = Metrics::new().expect("metrics");
+    let mirror =
+        Mirror::start_with_leader(client.clone(), &config, store.clone(), &metrics, leading)
+            .expect("mirror starts");
+    let id = "example.com/v1/Widget";
+    eventually(
+        30,
+        "the custom resource mirrored by the follower",
+        || async {
+            let spec = mirror.kinds().borrow().by_id(id).cloned();
+            match spec {
+                Some(spec) => store
+                    .get(&spec, "default", "w1")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some(),
+                None => false,
+            }
+        },
+    )
+    .await;
+    // Two status rounds (every 2 s) pass; a writing follower would have written by then.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        mirror_status(&client, "widgets").await,
+        None,
+        "a follower does not write statuses"
+    );
+    leader_tx.send_replace(true);
+    eventually(15, "status Synced=True once leading", || {
+        condition_is(&client, "widgets", ConditionStatus::True, "Synced")
+    })
+    .await;
+    mirror.shutdown().await;
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_mirror_of_a_missing_crd_reports_not_served_until_it_appears() {
     let config = MirrorConfig {

@@ -69,13 +69,26 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Starts the registry, the supervisor and the status writer (nothing when
-    /// `mirror.enabled` is false). Needs a Tokio runtime.
+    /// [`Mirror::start_with_leader`] for a process that is the only writer of `ResourceMirror`
+    /// statuses (tests, benchmarks, a single replica).
     pub fn start(
         client: kube::Client,
         config: &MirrorConfig,
         store: Arc<dyn Store>,
         metrics: &Metrics,
+    ) -> Result<Self, MirrorError> {
+        Self::start_with_leader(client, config, store, metrics, watch::channel(true).1)
+    }
+
+    /// Starts the registry, the supervisor and the status writer (nothing when
+    /// `mirror.enabled` is false). Every replica mirrors and serves; only the one `leading`
+    /// (the Lease holder) writes `ResourceMirror` statuses. Needs a Tokio runtime.
+    pub fn start_with_leader(
+        client: kube::Client,
+        config: &MirrorConfig,
+        store: Arc<dyn Store>,
+        metrics: &Metrics,
+        leading: watch::Receiver<bool>,
     ) -> Result<Self, MirrorError> {
         let health = MirrorHealth::new(store.backend());
         let mirror_metrics =
@@ -121,6 +134,7 @@ impl Mirror {
             client.clone(),
             health.clone(),
             resolution_tx.subscribe(),
+            leading,
         )));
         tasks.push(tokio::spawn(sources::run(
             client,

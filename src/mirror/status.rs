@@ -98,22 +98,34 @@ pub fn desired_status(
     }
 }
 
-/// Keeps every `ResourceMirror`'s status current until `resolutions` closes.
+/// Keeps every `ResourceMirror`'s status current until `resolutions` closes, writing only
+/// while `leading` is true (the replica holding the Lease); a replica that becomes leader
+/// writes every status that differs from what it sees.
 #[instrument(name = "status_writer", skip_all)]
 pub async fn run(
     client: kube::Client,
     health: MirrorHealth,
     mut resolutions: watch::Receiver<Arc<Resolution>>,
+    mut leading: watch::Receiver<bool>,
 ) {
     let api: Api<ResourceMirror> = Api::all(client);
     let mut written: BTreeMap<String, ResourceMirrorStatus> = BTreeMap::new();
     let mut failing: BTreeMap<String, String> = BTreeMap::new();
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A closed election keeps its last answer.
+    let mut election_open = true;
     loop {
         tokio::select! {
             changed = resolutions.changed() => if changed.is_err() { return },
+            changed = leading.changed(), if election_open => election_open = changed.is_ok(),
             _ = tick.tick() => {}
+        }
+        if !*leading.borrow_and_update() {
+            // Another replica writes; forget ours so that leading again rewrites what differs.
+            written.clear();
+            failing.clear();
+            continue;
         }
         let resolution = resolutions.borrow_and_update().clone();
         written.retain(|name, _| resolution.mirrors.contains_key(name));
