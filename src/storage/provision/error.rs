@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::shim::PatternError;
+use crate::storage::pattern::PatternError;
 
 /// Why creating or removing a volume's storage failed.
 #[derive(Debug, thiserror::Error)]

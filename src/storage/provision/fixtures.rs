@@ -7,7 +7,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::json;
 
 use super::ProvisionRequest;
-use super::shim::ClassKind;
+use crate::storage::class::ClassKind;
 
 /// A 1Gi RWO claim `ns/name` with uid `uid-<name>`.
 pub fn claim(namespace: &str, name: &str) -> PersistentVolumeClaim {

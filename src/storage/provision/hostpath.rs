@@ -17,9 +17,10 @@ use kube::{Client, ResourceExt};
 use super::error::ProvisionError;
 use super::helper_pod::{DEFAULT_MODE, HelperAction, HelperPodParams, helper_pod};
 use super::helper_run::{remove_orphaned_helper_pods, run_helper_pod};
-use super::shim::{ClassKind, DEFAULT_PATTERN, PatternVars, expand_pattern, join_under};
 use super::volume::{check_claim, claim_key, class_name, new_volume, relative_inside};
 use super::{DeleteOutcome, ProvisionRequest, Provisioner};
+use crate::storage::class::ClassKind;
+use crate::storage::pattern::{DEFAULT_PATTERN, PatternVars, expand_pattern, join_under};
 
 /// Node label the PV's node affinity selects on.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -150,7 +151,7 @@ pub fn volume_dir(
     let vars = PatternVars::for_claim(&request.claim, &request.pv_name, Some(node));
     let unsafe_path = |source| ProvisionError::UnsafePath {
         context: format!(
-            "storage class {} pathPattern {pattern:?} for claim {}",
+            "storage class {}, claim {}",
             class_name(request),
             claim_key(&request.claim)
         ),

@@ -4,8 +4,8 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
 
 use super::*;
+use crate::storage::class::{HOSTPATH_PROVISIONER, HostPathParams};
 use crate::storage::provision::fixtures::{claim, class, request};
-use crate::storage::provision::shim::{HOSTPATH_PROVISIONER, HostPathParams};
 
 pub(super) fn settings() -> HostPathSettings {
     HostPathSettings {
@@ -153,10 +153,16 @@ fn directory_comes_from_the_pattern_under_the_base() {
         assert_eq!(err.category(), "unsafe-path", "{bad}");
         assert!(
             err.to_string()
-                .starts_with("storage class fast pathPattern"),
+                .starts_with("storage class fast, claim team-a/data: pathPattern"),
             "{err}"
         );
     }
+    let err = volume_dir(&req, Some("../${pvc}"), "w1", Path::new("/mnt/disk1")).expect_err("..");
+    assert_eq!(
+        err.to_string(),
+        "storage class fast, claim team-a/data: pathPattern \"../${pvc}\" contains a `..` \
+         component; remove it, volumes must stay under the base path"
+    );
 }
 
 #[test]

@@ -9,7 +9,6 @@ pub mod helper_pod;
 mod helper_run;
 pub mod hostpath;
 pub mod nfs;
-mod shim;
 mod volume;
 
 use std::fmt;
@@ -22,7 +21,7 @@ pub use error::ProvisionError;
 pub use hostpath::{HostPathProvisioner, HostPathSettings};
 pub use nfs::{NfsProvisioner, NfsSettings};
 
-use shim::ClassKind;
+use crate::storage::class::ClassKind;
 
 /// One claim to provision.
 #[derive(Debug, Clone)]

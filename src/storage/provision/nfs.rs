@@ -13,11 +13,10 @@ use k8s_openapi::api::core::v1::{NFSVolumeSource, PersistentVolume};
 use kube::ResourceExt;
 
 use super::error::ProvisionError;
-use super::shim::{
-    ClassKind, DEFAULT_PATTERN, NfsParams, OnDelete, PatternVars, expand_pattern, join_under,
-};
 use super::volume::{check_claim, claim_key, class_name, new_volume, relative_inside};
 use super::{DeleteOutcome, ProvisionRequest, Provisioner};
+use crate::storage::class::{ClassKind, NfsParams, OnDelete};
+use crate::storage::pattern::{DEFAULT_PATTERN, PatternVars, expand_pattern, join_under};
 
 /// Mode of the volume directories (the peer's behaviour: any pod user may write).
 pub const DIR_MODE: u32 = 0o777;
@@ -55,7 +54,7 @@ pub fn new_volume_dirs(
     let vars = PatternVars::for_claim(&request.claim, &request.pv_name, None);
     let unsafe_path = |source| ProvisionError::UnsafePath {
         context: format!(
-            "storage class {} pathPattern {pattern:?} for claim {}",
+            "storage class {}, claim {}",
             class_name(request),
             claim_key(&request.claim)
         ),

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::json;
 
 use super::*;
+use crate::storage::class::NFS_PROVISIONER;
 use crate::storage::provision::fixtures::{claim, class, request, within};
-use crate::storage::provision::shim::NFS_PROVISIONER;
 
 fn params(pattern: Option<&str>, on_delete: OnDelete) -> NfsParams {
     NfsParams {
@@ -433,4 +433,50 @@ fn archive_path_renames_the_last_component_only() {
         archive_path(Path::new("/m/x"), 0),
         PathBuf::from("/m/archived-x")
     );
+}
+
+#[tokio::test]
+async fn a_classified_class_drives_naming_and_the_older_archive_flag() {
+    within(async {
+        let export = Export::new();
+        let class = class(
+            NFS_PROVISIONER,
+            &[
+                ("server", "nfs.example.com"),
+                ("path", "/exports/k8s"),
+                (
+                    "pathPattern",
+                    "${.PVC.namespace}/${.PVC.labels.app}/${.PVC.name}",
+                ),
+                ("archiveOnDelete", "true"),
+            ],
+        );
+        let kind = crate::storage::class::classify(&class).expect("valid class");
+        let mut claim = claim("team-a", "data");
+        claim
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert("app".to_string(), "shop".to_string());
+        let req = request(claim, class, kind, None);
+
+        let pv = export.provisioner.provision(&req).await.expect("provision");
+        let nfs = pv.spec.as_ref().and_then(|s| s.nfs.as_ref()).expect("nfs");
+        assert_eq!(nfs.path, "/exports/k8s/team-a/shop/data");
+        assert!(export.mount().join("team-a/shop/data").is_dir());
+
+        let outcome = export
+            .provisioner
+            .delete(&pv, &req.kind)
+            .await
+            .expect("archive");
+        assert_eq!(
+            outcome,
+            DeleteOutcome::Archived {
+                from: export.mount().join("team-a/shop/data"),
+                to: export.mount().join("team-a/shop/archived-data"),
+            }
+        );
+    })
+    .await
 }

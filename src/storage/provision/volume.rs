@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ProvisionRequest;
 use super::error::ProvisionError;
-use super::shim::ANN_PROVISIONED_BY;
+use crate::storage::bind::ANN_PROVISIONED_BY;
 
 /// `namespace/name` of a claim, for messages.
 pub(crate) fn claim_key(claim: &PersistentVolumeClaim) -> String {
