@@ -1,13 +1,14 @@
 //! Local playgrounds: `stowage emulator` (just the API server emulator) and `stowage sandbox`
 //! (a seeded emulator with the operator, the mirror, the REST API and the storage controller in
-//! binder mode running against it; NFS volumes live in a temporary directory).
+//! binder mode running against it; NFS volumes and the nodes' hostPath directories live in a
+//! temporary directory, where the emulator's node agent runs the helper pods).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use stowage_emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use stowage_emulator::{Emulator, EmulatorConfig, NodeAgentConfig, RunningEmulator};
 
 use crate::config::Config;
 use crate::operator::{self, OperatorError};
@@ -124,9 +125,14 @@ pub async fn run_sandbox(
         .tempdir()
         .map_err(|source| SandboxError::TempDir { source })?;
     let config = sandbox_config(config, storage.path());
-    let emulator = Emulator::start(EmulatorConfig::default())
-        .await
-        .map_err(|source| SandboxError::Start { source })?;
+    // The node agent plays the kubelet for the storage controller's helper pods: each node's
+    // filesystem is a directory under `storage/nodes`.
+    let emulator = Emulator::start(EmulatorConfig {
+        node_agent: Some(NodeAgentConfig::new(storage.path().join("nodes"))),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .map_err(|source| SandboxError::Start { source })?;
     let result = run_against(&emulator, &config, kubeconfig, shutdown).await;
     emulator.shutdown().await;
     result
