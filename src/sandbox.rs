@@ -344,6 +344,18 @@ mod tests {
         assert!(text.contains("curl http://127.0.0.1:8080/healthz"));
         assert!(text.contains("curl 'http://127.0.0.1:8080/api/v1/pods?namespace=shop'"));
         assert!(text.contains("curl http://127.0.0.1:8080/api/v1/resources"));
+        assert!(text.contains("storageClassName: stowage-hostpath"));
+        assert!(!text.contains("Not built yet"), "{text}");
+    }
+
+    #[test]
+    fn the_sandbox_binds_and_keeps_nfs_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sandbox_config(&Config::default(), dir.path());
+        assert!(config.storage.binder);
+        assert!(config.storage.controller.enabled);
+        assert_eq!(config.storage.nfs.mount_path, Some(dir.path().join("nfs")));
+        assert!(dir.path().join("nfs").is_dir());
     }
 
     #[test]
