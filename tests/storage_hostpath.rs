@@ -120,6 +120,12 @@ impl Scenario {
     }
 
     async fn event(&self, name: &str, reason: &str) -> String {
+        self.event_containing(name, reason, "").await
+    }
+
+    /// The message of an event with `reason` for `name` whose message contains `text` (an
+    /// earlier event with the same reason may say something else, e.g. while caches fill).
+    async fn event_containing(&self, name: &str, reason: &str, text: &str) -> String {
         let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), NS);
         eventually(WAIT, &format!("event {reason} for {name}"), || async {
             let list = events
@@ -131,6 +137,7 @@ impl Scenario {
                 .find(|e| {
                     e.reason.as_deref() == Some(reason)
                         && e.involved_object.name.as_deref() == Some(name)
+                        && e.message.as_deref().unwrap_or_default().contains(text)
                 })
                 .map(|e| e.message.clone().unwrap_or_default())
                 .ok_or_else(|| format!("{} events", list.items.len()))
@@ -333,8 +340,9 @@ async fn a_helper_pod_that_never_finishes_times_out_with_a_warning() {
         s.create_class(class("local", HOSTPATH).build()).await;
         s.create_claim(claim(NS, "stuck", "1Gi").class("local").build())
             .await;
-        let note = s.event("stuck", "ProvisioningFailed").await;
-        assert!(note.contains("did not finish within"), "{note}");
+        let note = s
+            .event_containing("stuck", "ProvisioningFailed", "did not finish within")
+            .await;
         assert!(note.contains("storage.controller.helper_timeout"), "{note}");
         let claim = s.claims().get("stuck").await.expect("claim");
         assert_eq!(
