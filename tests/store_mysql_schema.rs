@@ -113,6 +113,7 @@ async fn tables_columns_and_indexes_follow_the_registry() {
         ("deleted_at", "datetime"),
         ("seen_epoch", "bigint"),
         ("object", "longtext"),
+        ("feed_revision", "bigint"),
     ];
     let expected = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
         base.iter()

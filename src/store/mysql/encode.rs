@@ -15,6 +15,8 @@ use crate::store::{MirrorObject, StoreError};
 
 /// The columns a read selects, in this order, followed by the kind's typed columns.
 pub(super) const SELECT_BASE: &str = "`id`, `namespace`, `name`, `uid`, `resource_version`, `labels`, `annotations`, `created_at`, `object`";
+/// Columns in [`SELECT_BASE`]; the kind's typed columns follow.
+pub(super) const SELECT_BASE_LEN: usize = 9;
 
 /// An object ready to bind: the JSON parts serialised once.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,18 +188,7 @@ pub(super) fn decode(spec: &KindSpec, row: &MySqlRow) -> Result<(u64, MirrorObje
     let object = required(row, 8)?;
     let mut columns = BTreeMap::new();
     for (offset, column) in spec.columns.iter().enumerate() {
-        let index = 9 + offset;
-        let value = match column.column_type {
-            ColumnType::String => text(row, index)?.map_or(Value::Null, Value::String),
-            ColumnType::Integer => get::<Option<i64>>(row, index)?.map_or(Value::Null, Value::from),
-            ColumnType::Boolean => {
-                get::<Option<bool>>(row, index)?.map_or(Value::Null, Value::Bool)
-            }
-            ColumnType::Json => match text(row, index)? {
-                Some(text) => parse("JSON column", &text)?,
-                None => Value::Null,
-            },
-        };
+        let value = column_value(row, SELECT_BASE_LEN + offset, column.column_type)?;
         columns.insert(column.name.clone(), value);
     }
     Ok((
@@ -214,6 +205,28 @@ pub(super) fn decode(spec: &KindSpec, row: &MySqlRow) -> Result<(u64, MirrorObje
             object: parse("object", &object)?,
         },
     ))
+}
+
+/// A typed column's value as the pipeline extracted it.
+pub(super) fn column_value(
+    row: &MySqlRow,
+    index: usize,
+    column_type: ColumnType,
+) -> Result<Value, StoreError> {
+    Ok(match column_type {
+        ColumnType::String => text(row, index)?.map_or(Value::Null, Value::String),
+        ColumnType::Integer => get::<Option<i64>>(row, index)?.map_or(Value::Null, Value::from),
+        ColumnType::Boolean => get::<Option<bool>>(row, index)?.map_or(Value::Null, Value::Bool),
+        ColumnType::Json => match text(row, index)? {
+            Some(text) => parse("JSON column", &text)?,
+            None => Value::Null,
+        },
+    })
+}
+
+/// The stored `object` text at `index`, as it was written (compact JSON).
+pub(super) fn object_bytes(row: &MySqlRow, index: usize) -> Result<Vec<u8>, StoreError> {
+    get::<Vec<u8>>(row, index)
 }
 
 /// A change record's object.

@@ -14,10 +14,11 @@
 //!
 //! Modules: `schema` (DDL and migrations, pure), `plan` (what a batch does, pure), `query` (read
 //! statements, pure), `encode` (rows ⇄ objects), `sql` (binding, quoting, errors), `tables`
-//! (register, migrate, purge), `write` (batches, sweeps, change records), `read` (lists, counts,
-//! feed).
+//! (register, migrate, purge), `write` (batches, sweeps), `feed` (change records, lean ones
+//! read from the rows), `read` (lists, counts).
 
 mod encode;
+mod feed;
 mod plan;
 mod query;
 mod read;
@@ -36,8 +37,8 @@ use tokio::sync::{OnceCell, watch};
 use tracing::{info, warn};
 
 use super::{
-    Change, GroupBy, ListPage, ListQuery, MirrorObject, Revision, Store, StoreError, WriteBatch,
-    WriteOutcome,
+    Change, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, Revision, Store, StoreError,
+    WriteBatch, WriteOutcome,
 };
 use crate::config::MysqlConfig;
 use crate::mirror::kind::KindSpec;
@@ -245,6 +246,10 @@ impl Store for MysqlStore {
         read::list(self, kind, query).await
     }
 
+    async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        read::list_json(self, kind, query).await
+    }
+
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {
         read::count(self, kind).await
     }
@@ -271,7 +276,7 @@ impl Store for MysqlStore {
         since: Revision,
         limit: usize,
     ) -> Result<Vec<Change>, StoreError> {
-        read::changes(self, kind, since, limit).await
+        feed::changes(self, kind, since, limit).await
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {

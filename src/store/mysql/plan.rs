@@ -29,6 +29,8 @@ pub(super) struct StoredRow {
     pub resource_version: String,
     /// Not soft-deleted.
     pub live: bool,
+    /// The lean change record the row backs (see `feed`), 0 for none.
+    pub feed_revision: u64,
 }
 
 /// Where a change's object comes from.
@@ -162,6 +164,7 @@ mod tests {
                     id: *id,
                     resource_version: (*rv).to_owned(),
                     live: *live,
+                    feed_revision: 0,
                 };
                 (key(name), row)
             })

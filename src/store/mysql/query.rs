@@ -41,6 +41,26 @@ pub(super) struct ListStatements {
 /// Builds a list: `WHERE` shared by page and count (the count ignores the cursor), the page
 /// ordered by `(sort value, namespace, name)` and cut by the cursor or the offset.
 pub(super) fn list(spec: &KindSpec, query: &ListQuery) -> Result<ListStatements, StoreError> {
+    list_of(spec, query, &select_list(spec))
+}
+
+/// The select list of a page of stored JSON: `namespace`, `name`, `object`, then the sort value
+/// (for the cursor) when the order is not by name.
+pub(super) fn json_select_list(spec: &KindSpec, field: &SortField) -> Result<String, StoreError> {
+    let mut list = "`namespace`, `name`, `object`".to_owned();
+    if let Some((sort, _)) = sort_column(spec, field)? {
+        list.push_str(", ");
+        list.push_str(&sort);
+    }
+    Ok(list)
+}
+
+/// [`list`] with the page selecting `select`.
+pub(super) fn list_of(
+    spec: &KindSpec,
+    query: &ListQuery,
+    select: &str,
+) -> Result<ListStatements, StoreError> {
     let table = ident(&spec.table_name());
     let mut filters = Statement::default();
     filters.push(" WHERE `deleted_at` IS NULL");
@@ -68,7 +88,7 @@ pub(super) fn list(spec: &KindSpec, query: &ListQuery) -> Result<ListStatements,
         return Ok(ListStatements { page: None, count });
     }
     let mut page = Statement {
-        sql: format!("SELECT {} FROM {table}{}", select_list(spec), filters.sql),
+        sql: format!("SELECT {select} FROM {table}{}", filters.sql),
         params: filters.params,
     };
     if let Some(cursor) = &query.after {

@@ -1,19 +1,20 @@
-//! Reads: single objects, lists (page and count, see `query`), counts, groups, sums and the
-//! change feed.
+//! Reads: single objects, lists (page and count, see `query`; the REST path gets the stored JSON
+//! as it is), counts, groups and sums.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde_json::Value;
 use sqlx::Row;
+use sqlx::mysql::MySqlRow;
 
 use super::MysqlStore;
 use super::encode::{self, string_form};
 use super::query::{self, column, select_list};
 use super::sql::{Param, Statement, ident};
-use super::write::change_type;
 use crate::mirror::kind::{ColumnType, KindSpec};
 use crate::store::{
-    Change, Cursor, GroupBy, ListPage, ListQuery, MirrorObject, Revision, SortField, StoreError,
+    Cursor, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, Revision, SortField, StoreError,
 };
 
 async fn one(
@@ -68,7 +69,42 @@ pub(super) async fn list(
 ) -> Result<ListPage, StoreError> {
     let table = store.table(kind)?;
     let statements = query::list(&table.spec, query)?;
+    let (rows, total) = page_and_total(store, kind, query, &statements).await?;
+    let more = rows.len() > query.limit;
+    let mut items = Vec::with_capacity(rows.len().min(query.limit));
+    for row in rows.iter().take(query.limit) {
+        items.push(encode::decode(&table.spec, row)?.1);
+    }
+    let next = if more {
+        items.last().map(|last| cursor_of(&table.spec, query, last))
+    } else {
+        None
+    };
+    Ok(ListPage { items, total, next })
+}
+
+/// The page's rows (up to `limit + 1`) and the total. The page comes first: when it is the
+/// first page (or an offset page that is not past the end) and not full, it holds every
+/// match, so the count statement, which would filter the same rows again, is skipped.
+async fn page_and_total(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    query: &ListQuery,
+    statements: &query::ListStatements,
+) -> Result<(Vec<MySqlRow>, usize), StoreError> {
     let fail = |e| store.error(Some(kind), "cannot list", e);
+    let rows = match &statements.page {
+        Some(page) => page.query().fetch_all(&store.pool).await.map_err(fail)?,
+        None => Vec::new(),
+    };
+    let complete = statements.page.is_some()
+        && query.after.is_none()
+        && rows.len() <= query.limit
+        && (!rows.is_empty() || query.offset == 0);
+    if complete {
+        let total = query.offset + rows.len();
+        return Ok((rows, total));
+    }
     let total: i64 = statements
         .count
         .query()
@@ -76,23 +112,50 @@ pub(super) async fn list(
         .await
         .and_then(|row| row.try_get(0))
         .map_err(fail)?;
-    let mut items = Vec::new();
-    if let Some(page) = &statements.page {
-        for row in page.query().fetch_all(&store.pool).await.map_err(fail)? {
-            items.push(encode::decode(&table.spec, &row)?.1);
-        }
+    Ok((rows, usize::try_from(total).unwrap_or(0)))
+}
+
+/// [`list`] answered with the stored object JSON as it is, without decoding it: only the key,
+/// the object and the sort value are selected.
+pub(super) async fn list_json(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    query: &ListQuery,
+) -> Result<JsonPage, StoreError> {
+    let table = store.table(kind)?;
+    let select = query::json_select_list(&table.spec, &query.sort.field)?;
+    let statements = query::list_of(&table.spec, query, &select)?;
+    let (rows, total) = page_and_total(store, kind, query, &statements).await?;
+    let more = rows.len() > query.limit;
+    let mut items = Vec::with_capacity(rows.len().min(query.limit));
+    for row in rows.iter().take(query.limit) {
+        items.push(Bytes::from(encode::object_bytes(row, 2)?));
     }
-    let more = items.len() > query.limit;
-    items.truncate(query.limit);
-    let next = if more {
-        items.last().map(|last| cursor_of(&table.spec, query, last))
-    } else {
-        None
+    let next = match rows.get(query.limit.wrapping_sub(1)) {
+        Some(last) if more => Some(
+            json_cursor(&table.spec, query, last)
+                .map_err(|e| store.error(Some(kind), "cannot list", e))?,
+        ),
+        _ => None,
     };
-    Ok(ListPage {
-        items,
-        total: usize::try_from(total).unwrap_or(0),
-        next,
+    Ok(JsonPage { items, total, next })
+}
+
+/// The cursor of a row selected by [`query::json_select_list`].
+fn json_cursor(spec: &KindSpec, query: &ListQuery, row: &MySqlRow) -> Result<Cursor, sqlx::Error> {
+    let value = match &query.sort.field {
+        SortField::Name => Value::Null,
+        SortField::CreatedAt => super::sql::text(row, 3)?.map_or(Value::Null, Value::String),
+        SortField::Column(name) => match spec.column(name) {
+            Some(column) => encode::column_value(row, 3, column.column_type)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            None => Value::Null,
+        },
+    };
+    Ok(Cursor {
+        value,
+        namespace: super::sql::required_text(row, 0)?,
+        name: super::sql::required_text(row, 1)?,
     })
 }
 
@@ -209,62 +272,4 @@ pub(super) async fn revision(store: &MysqlStore) -> Result<Revision, StoreError>
         .fetch_one(&store.pool)
         .await
         .map_err(|e| store.error(None, "cannot read the revision", e))
-}
-
-pub(super) async fn changes(
-    store: &MysqlStore,
-    kind: Option<&KindSpec>,
-    since: Revision,
-    limit: usize,
-) -> Result<Vec<Change>, StoreError> {
-    store.limits().await?;
-    let fail = |e| store.error(None, "cannot read the change feed", e);
-    // One statement, so the bounds and the changes come from the same snapshot.
-    let mut select = Statement::default();
-    select.push(
-        "SELECT c.`revision`, CAST(c.`kind` AS CHAR), c.`change_type`, c.`object`, \
-         (SELECT MIN(`revision`) FROM `stowage_changes`), m.`revision` \
-         FROM `stowage_meta` m LEFT JOIN `stowage_changes` c ON c.`revision` > ",
-    );
-    select.bind(Param::UInt(since));
-    if let Some(kind) = kind {
-        select.push(" AND c.`kind` = ");
-        select.bind(Param::Str(kind.id()));
-    }
-    select.push(" WHERE m.`id` = 1 ORDER BY c.`revision` LIMIT ");
-    select.bind(Param::UInt(
-        u64::try_from(limit)
-            .unwrap_or(u64::MAX)
-            .min(i64::MAX as u64),
-    ));
-    let rows = select.query().fetch_all(&store.pool).await.map_err(fail)?;
-    let mut changes = Vec::with_capacity(rows.len());
-    for row in rows {
-        let min: Option<u64> = row.try_get(4).map_err(fail)?;
-        let current: u64 = row.try_get(5).map_err(fail)?;
-        let oldest = min.unwrap_or(current + 1);
-        if since.saturating_add(1) < oldest {
-            return Err(StoreError::Expired {
-                requested: since,
-                oldest,
-            });
-        }
-        let Some(revision) = row.try_get::<Option<u64>, _>(0).map_err(fail)? else {
-            continue;
-        };
-        let kind = super::sql::required_text(&row, 1).map_err(fail)?;
-        let code: u8 = row.try_get(2).map_err(fail)?;
-        let text = super::sql::required_text(&row, 3).map_err(fail)?;
-        let change = change_type(code).ok_or_else(|| StoreError::Unavailable {
-            message: format!("change {revision} has an unknown type {code}"),
-            source: None,
-        })?;
-        changes.push(Change {
-            revision,
-            kind,
-            change,
-            object: encode::decode_change(&text)?,
-        });
-    }
-    Ok(changes)
 }

@@ -18,7 +18,7 @@ pub(super) const MAX_CREATED_AT: usize = 64;
 pub(super) const MAX_STRING_COLUMN: usize = 768;
 
 /// Columns every kind table has; registry columns may not reuse these names.
-pub(super) const BASE_COLUMNS: [&str; 12] = [
+pub(super) const BASE_COLUMNS: [&str; 13] = [
     "id",
     "namespace",
     "name",
@@ -31,10 +31,13 @@ pub(super) const BASE_COLUMNS: [&str; 12] = [
     "deleted_at",
     "seen_epoch",
     "object",
+    "feed_revision",
 ];
 
-/// The store's own tables: the revision counter (one row) and the change feed.
-pub(super) const META_TABLES: [&str; 3] = [
+/// The store's own tables: the revision counter (one row), the change feed (`object` is `NULL`
+/// while the kind's row holds the change's object, see `feed`) and each kind's spec as its
+/// table was last migrated to (the feed decodes rows of kinds not registered yet with it).
+pub(super) const META_TABLES: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS `stowage_meta` (\
        `id` TINYINT UNSIGNED NOT NULL PRIMARY KEY, \
        `revision` BIGINT UNSIGNED NOT NULL\
@@ -44,9 +47,21 @@ pub(super) const META_TABLES: [&str; 3] = [
        `revision` BIGINT UNSIGNED NOT NULL PRIMARY KEY, \
        `kind` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
        `change_type` TINYINT UNSIGNED NOT NULL, \
-       `object` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL\
+       `object` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL\
+     ) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS `stowage_kinds` (\
+       `kind` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, \
+       `spec` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL\
      ) ENGINE=InnoDB",
 ];
+
+/// Change tables of earlier versions required the object.
+pub(super) const NULLABLE_CHANGE_OBJECT: &str = "ALTER TABLE `stowage_changes` MODIFY `object` \
+     LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL";
+
+/// The row's last change whose record reads its object from the row (0: none).
+const FEED_REVISION: &str = "`feed_revision` BIGINT UNSIGNED NOT NULL DEFAULT 0";
+const FEED_REVISION_KEY: &str = "KEY `ix_feed_revision` (`feed_revision`)";
 
 /// Why a kind cannot have a table.
 pub(super) fn check(spec: &KindSpec) -> Result<(), String> {
@@ -128,6 +143,7 @@ pub(super) fn create_table(spec: &KindSpec) -> String {
         "`deleted_at` DATETIME(6) NULL".to_owned(),
         "`seen_epoch` BIGINT UNSIGNED NOT NULL DEFAULT 0".to_owned(),
         "`object` JSON NOT NULL".to_owned(),
+        FEED_REVISION.to_owned(),
     ];
     parts.extend(spec.columns.iter().map(column_definition));
     parts.extend([
@@ -138,6 +154,7 @@ pub(super) fn create_table(spec: &KindSpec) -> String {
         "KEY `ix_resource_version` (`resource_version`)".to_owned(),
         "KEY `ix_created_at` (`created_at`)".to_owned(),
         "KEY `ix_deleted_at` (`deleted_at`)".to_owned(),
+        FEED_REVISION_KEY.to_owned(),
     ]);
     for column in spec.columns.iter().filter(|c| c.index) {
         parts.push(format!(
@@ -176,6 +193,11 @@ pub(super) fn migrate(spec: &KindSpec, columns: &[LiveColumn], indexes: &[String
     let mut clauses = Vec::new();
     let mut backfill = Vec::new();
     let live = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
+    // Tables of earlier versions lack the one base column added since.
+    if live("feed_revision").is_none() {
+        clauses.push(format!("ADD COLUMN {FEED_REVISION}"));
+        clauses.push(format!("ADD {FEED_REVISION_KEY}"));
+    }
     for column in &spec.columns {
         let index = index_name(&column.name);
         let has_index = indexes.iter().any(|i| i.eq_ignore_ascii_case(&index));
@@ -324,6 +346,24 @@ mod tests {
             )
         );
         assert_eq!(migration.backfill, [spec.columns[1].clone()]);
+    }
+
+    #[test]
+    fn tables_of_earlier_versions_get_the_feed_revision() {
+        let spec = sample_kind("Widget");
+        let old: Vec<LiveColumn> = live(&spec)
+            .into_iter()
+            .filter(|c| c.name != "feed_revision")
+            .collect();
+        let migration = migrate(&spec, &old, &["ix_c_phase".to_owned()]);
+        assert_eq!(
+            migration.alter.as_deref(),
+            Some(
+                "ALTER TABLE `k8s_conformance_stowage_dev_v1_widget` ADD COLUMN `feed_revision` \
+                 BIGINT UNSIGNED NOT NULL DEFAULT 0, ADD KEY `ix_feed_revision` (`feed_revision`)"
+            )
+        );
+        assert!(migration.backfill.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tables over time: the store's own tables at start, a kind's table created or migrated on
 //! `register` (new columns filled from the stored objects), dropped on `unregister`, and the
-//! purge of soft-deleted rows.
+//! purge of soft-deleted rows. Lean change records are filled before their rows change shape or
+//! go (see `feed`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 use sqlx::{MySqlPool, Row};
 use tracing::{info, warn};
 
+use super::feed;
 use super::schema::{self, LiveColumn};
 use super::sql::{self, Param, Statement, ident};
 use super::{Limits, MysqlStore, Table};
@@ -28,6 +30,19 @@ pub(super) async fn init(pool: &MySqlPool, database: &str) -> Result<Limits, Sto
             .execute(pool)
             .await
             .map_err(|e| fail("cannot prepare the store's tables", e))?;
+    }
+    let nullable: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(IS_NULLABLE AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = \
+         DATABASE() AND TABLE_NAME = 'stowage_changes' AND COLUMN_NAME = 'object'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| fail("cannot read the change table", e))?;
+    if nullable.as_deref() == Some("NO") {
+        sqlx::query(schema::NULLABLE_CHANGE_OBJECT)
+            .execute(pool)
+            .await
+            .map_err(|e| fail("cannot migrate the change table", e))?;
     }
     let packet: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
         .fetch_one(pool)
@@ -77,6 +92,10 @@ pub(super) async fn register(store: &MysqlStore, kind: &KindSpec) -> Result<(), 
         .collect();
     let migration = schema::migrate(kind, &live, &indexes);
     if let Some(alter) = &migration.alter {
+        // Lean records are read through the spec the table had when they were written.
+        if let Some(old) = feed::table_spec(store, &kind.id()).await? {
+            feed::materialize(store, &old).await?;
+        }
         info!(table = %name, %alter, "migrating table");
         sqlx::query(alter)
             .execute(&store.pool)
@@ -86,6 +105,7 @@ pub(super) async fn register(store: &MysqlStore, kind: &KindSpec) -> Result<(), 
     if !migration.backfill.is_empty() {
         backfill(store, kind, &migration.backfill).await?;
     }
+    feed::save_spec(store, kind).await?;
     let table = Arc::new(Table {
         spec: kind.clone(),
         name,
@@ -147,6 +167,9 @@ async fn backfill(
 
 pub(super) async fn unregister(store: &MysqlStore, kind: &KindSpec) -> Result<(), StoreError> {
     store.limits().await?;
+    if let Some(old) = feed::table_spec(store, &kind.id()).await? {
+        feed::materialize(store, &old).await?;
+    }
     sqlx::query(&format!(
         "DROP TABLE IF EXISTS {}",
         ident(&kind.table_name())
@@ -154,6 +177,11 @@ pub(super) async fn unregister(store: &MysqlStore, kind: &KindSpec) -> Result<()
     .execute(&store.pool)
     .await
     .map_err(|e| store.error(None, "cannot drop the kind's table", e))?;
+    sqlx::query("DELETE FROM `stowage_kinds` WHERE `kind` = ?")
+        .bind(kind.id())
+        .execute(&store.pool)
+        .await
+        .map_err(|e| store.error(None, "cannot forget the kind's spec", e))?;
     store.tables.write().remove(&kind.id());
     Ok(())
 }
@@ -179,17 +207,28 @@ pub(super) async fn purge_if_due(store: &MysqlStore, table: &Table) {
     }
 }
 
-/// Deletes soft-deleted rows older than the purge age.
+/// Deletes soft-deleted rows older than the purge age, after filling the lean records they back.
 pub(super) async fn purge(store: &MysqlStore, table: &Table) -> Result<u64, StoreError> {
     let age = u64::try_from(store.options.purge_after.as_micros()).unwrap_or(u64::MAX);
-    let result = sqlx::query(&format!(
-        "DELETE FROM {} WHERE `deleted_at` IS NOT NULL \
-         AND `deleted_at` <= NOW(6) - INTERVAL ? MICROSECOND",
-        ident(&table.name)
-    ))
-    .bind(age)
-    .execute(&store.pool)
-    .await
-    .map_err(|e| store.error(Some(&table.spec), "cannot purge deleted rows", e))?;
+    let fail = |e| store.error(Some(&table.spec), "cannot purge deleted rows", e);
+    let mut tx = store.pool.begin().await.map_err(fail)?;
+    let revision = feed::lock_revision(&mut tx).await.map_err(fail)?;
+    // One cutoff for both statements.
+    let cutoff: String = sqlx::query_scalar("SELECT CAST(NOW(6) - INTERVAL ? MICROSECOND AS CHAR)")
+        .bind(age)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+    let mut filter = Statement::default();
+    filter.push("`deleted_at` IS NOT NULL AND `deleted_at` <= ");
+    filter.bind(Param::Str(cutoff));
+    let floor = feed::floor(revision, store.options.history);
+    feed::preserve(&mut tx, store, &table.spec, &filter, floor).await?;
+    let mut delete = Statement::default();
+    delete.push(&format!("DELETE FROM {} WHERE ", ident(&table.name)));
+    delete.sql.push_str(&filter.sql);
+    delete.params.extend(filter.params);
+    let result = delete.query().execute(&mut *tx).await.map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
     Ok(result.rows_affected())
 }

@@ -1,6 +1,7 @@
 //! Batches and sweeps, each one transaction: lock the revision row, look up the batch's keys,
-//! carry out the [`plan`](super::plan), record the changes with consecutive revisions, trim the
-//! feed to its retention, commit, then wake feed readers.
+//! carry out the [`plan`](super::plan), record the changes with consecutive revisions (lean where
+//! the row holds the object, see `feed`), trim the feed to its retention, commit, then wake feed
+//! readers.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,6 +10,7 @@ use sqlx::{MySql, Row, Transaction};
 use tracing::warn;
 
 use super::encode::{self, EncodedRow};
+use super::feed::{self, lock_revision, object_json, push_list};
 use super::plan::{self, ChangeSource, Key, PlanOp, StoredRow};
 use super::query::select_list;
 use super::sql::{Param, Statement, ident, required_text};
@@ -17,12 +19,12 @@ use crate::mirror::kind::KindSpec;
 use crate::store::{ChangeType, MirrorObject, StoreError, WriteBatch, WriteOp, WriteOutcome};
 
 /// MySQL's limit on placeholders in one statement.
-const MAX_PARAMS: usize = 65_535;
+pub(super) const MAX_PARAMS: usize = 65_535;
 /// Keys looked up per statement.
 const LOOKUP_CHUNK: usize = 1_000;
 
 /// The columns an upsert writes, in bind order (`updated_at`, `deleted_at` are set in SQL).
-const UPSERT_BASE: [&str; 9] = [
+const UPSERT_BASE: [&str; 10] = [
     "namespace",
     "name",
     "uid",
@@ -32,9 +34,10 @@ const UPSERT_BASE: [&str; 9] = [
     "created_at",
     "seen_epoch",
     "object",
+    "feed_revision",
 ];
 
-fn change_code(change: ChangeType) -> u8 {
+pub(super) fn change_code(change: ChangeType) -> u8 {
     match change {
         ChangeType::Added => 1,
         ChangeType::Modified => 2,
@@ -109,7 +112,36 @@ pub(super) async fn write(
             Fetch::Sql(e) => fail(e),
             Fetch::Decode(e) => e,
         })?;
-    let upserts: Vec<&EncodedRow> = plan.upserts.iter().map(|&i| &rows[i]).collect();
+    // Each key's last upsert is what its row holds after the batch: its change is lean.
+    let revision = before + plan.changes.len() as u64;
+    let mut lean: HashMap<usize, u64> = plan.upserts.iter().map(|&i| (i, 0)).collect();
+    for (n, (change, source)) in plan.changes.iter().enumerate() {
+        if let (ChangeType::Added | ChangeType::Modified, ChangeSource::Row(i)) = (change, source)
+            && let Some(at) = lean.get_mut(i)
+        {
+            *at = before + 1 + n as u64;
+        }
+    }
+    // Rows about to be overwritten keep the objects of their lean records.
+    let floor = feed::floor(revision, store.options.history);
+    let overwritten: Vec<u64> = plan
+        .upserts
+        .iter()
+        .filter_map(|&i| stored.get(&(rows[i].namespace.clone(), rows[i].name.clone())))
+        .filter(|row| row.feed_revision > floor)
+        .map(|row| row.id)
+        .collect();
+    for chunk in overwritten.chunks(LOOKUP_CHUNK) {
+        let mut filter = Statement::default();
+        filter.push("`id` IN (");
+        push_list(&mut filter, chunk);
+        feed::preserve(&mut tx, store, spec, &filter, floor).await?;
+    }
+    let upserts: Vec<(&EncodedRow, u64)> = plan
+        .upserts
+        .iter()
+        .map(|&i| (&rows[i], lean.get(&i).copied().unwrap_or(0)))
+        .collect();
     upsert_rows(&mut tx, spec, &upserts, epoch, limits.statement_bytes)
         .await
         .map_err(fail)?;
@@ -132,11 +164,12 @@ pub(super) async fn write(
     .await
     .map_err(fail)?;
     let mut changes = Vec::with_capacity(plan.changes.len());
-    for (change, source) in &plan.changes {
+    for (n, (change, source)) in plan.changes.iter().enumerate() {
         let json = match source {
-            ChangeSource::Row(i) => rows[*i].change_json(),
+            ChangeSource::Row(i) if lean.get(i) == Some(&(before + 1 + n as u64)) => None,
+            ChangeSource::Row(i) => Some(rows[*i].change_json()),
             ChangeSource::Stored(id) => match stored_objects.get(id) {
-                Some(object) => object_json(object),
+                Some(object) => Some(object_json(object)),
                 None => {
                     return Err(StoreError::Unavailable {
                         message: format!("row {id} of {} vanished during a batch", table.name),
@@ -147,7 +180,7 @@ pub(super) async fn write(
         };
         changes.push((*change, json));
     }
-    let revision = record_changes(
+    let recorded = feed::record(
         &mut tx,
         store,
         &kind.id(),
@@ -157,6 +190,7 @@ pub(super) async fn write(
     )
     .await
     .map_err(fail)?;
+    debug_assert_eq!(recorded, revision);
     tx.commit().await.map_err(fail)?;
     store.publish(revision);
     tables::purge_if_due(store, &table).await;
@@ -204,7 +238,7 @@ pub(super) async fn sweep(
     for row in &rows {
         let (id, object) = encode::decode(&table.spec, row)?;
         ids.push(id);
-        changes.push((ChangeType::Deleted, object_json(&object)));
+        changes.push((ChangeType::Deleted, Some(object_json(&object))));
     }
     drop(rows);
     update_ids(
@@ -216,7 +250,7 @@ pub(super) async fn sweep(
     )
     .await
     .map_err(fail)?;
-    let revision = record_changes(
+    let revision = feed::record(
         &mut tx,
         store,
         &kind.id(),
@@ -230,17 +264,6 @@ pub(super) async fn sweep(
     store.publish(revision);
     tables::purge_if_due(store, &table).await;
     Ok(ids.len())
-}
-
-fn object_json(object: &MirrorObject) -> String {
-    serde_json::to_string(object).unwrap_or_else(|_| "null".to_owned())
-}
-
-/// Locks the revision row until commit: writers queue here, in revision order.
-async fn lock_revision(tx: &mut Transaction<'_, MySql>) -> Result<u64, sqlx::Error> {
-    sqlx::query_scalar("SELECT `revision` FROM `stowage_meta` WHERE `id` = 1 FOR UPDATE")
-        .fetch_one(&mut **tx)
-        .await
 }
 
 /// The stored rows (live or soft-deleted) of the batch's keys.
@@ -261,7 +284,8 @@ async fn lookup(
         // Names are selective (the name index); the namespaces are checked here.
         let mut select = Statement::default();
         select.push(&format!(
-            "SELECT `id`, `namespace`, `name`, `resource_version`, `deleted_at` IS NULL FROM {}              WHERE `name` IN (",
+            "SELECT `id`, `namespace`, `name`, `resource_version`, `deleted_at` IS NULL, \
+             `feed_revision` FROM {} WHERE `name` IN (",
             ident(table)
         ));
         let names: HashSet<&str> = chunk.iter().map(|k| k.1.as_str()).collect();
@@ -283,6 +307,7 @@ async fn lookup(
                 id: row.try_get(0)?,
                 resource_version: required_text(&row, 3)?,
                 live: live != 0,
+                feed_revision: row.try_get(5)?,
             };
             stored.insert(key, row);
         }
@@ -309,7 +334,7 @@ async fn fetch_by_ids(
             select_list(spec),
             ident(&spec.table_name())
         ));
-        push_ids(&mut select, chunk);
+        push_list(&mut select, chunk);
         let rows: Vec<MySqlRow> = select
             .query()
             .fetch_all(&mut **tx)
@@ -321,16 +346,6 @@ async fn fetch_by_ids(
         }
     }
     Ok(objects)
-}
-
-fn push_ids(statement: &mut Statement, ids: &[u64]) {
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            statement.push(", ");
-        }
-        statement.bind(Param::UInt(*id));
-    }
-    statement.push(")");
 }
 
 /// `UPDATE … SET {set}[?] WHERE id IN (…)`, chunked.
@@ -348,7 +363,7 @@ async fn update_ids(
             update.bind(Param::UInt(value));
         }
         update.push(" WHERE `id` IN (");
-        push_ids(&mut update, chunk);
+        push_list(&mut update, chunk);
         update.query().execute(&mut **tx).await?;
     }
     Ok(())
@@ -359,7 +374,7 @@ async fn update_ids(
 async fn upsert_rows(
     tx: &mut Transaction<'_, MySql>,
     spec: &KindSpec,
-    rows: &[&EncodedRow],
+    rows: &[(&EncodedRow, u64)],
     epoch: u64,
     statement_bytes: usize,
 ) -> Result<(), sqlx::Error> {
@@ -384,7 +399,7 @@ async fn upsert_rows(
         .collect();
     let tail = format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "));
     let placeholders = format!(
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
         ", ?".repeat(spec.columns.len())
     );
     let per_row = UPSERT_BASE.len() + spec.columns.len();
@@ -394,7 +409,7 @@ async fn upsert_rows(
         let mut end = start;
         let mut bytes = 0;
         while end < rows.len() && end - start < rows_per_statement {
-            let next = rows[end].bytes();
+            let next = rows[end].0.bytes();
             if end > start && bytes + next > statement_bytes {
                 break;
             }
@@ -405,7 +420,7 @@ async fn upsert_rows(
             sql: head.clone(),
             params: Vec::with_capacity((end - start) * per_row),
         };
-        for (i, row) in rows[start..end].iter().enumerate() {
+        for (i, (row, feed_revision)) in rows[start..end].iter().enumerate() {
             if i > 0 {
                 insert.push(", ");
             }
@@ -420,6 +435,7 @@ async fn upsert_rows(
                 row.created_at.clone().map_or(Param::Null, Param::Str),
                 Param::UInt(epoch),
                 Param::Str(row.object.clone()),
+                Param::UInt(*feed_revision),
             ]);
             insert.params.extend(row.columns.iter().cloned());
         }
@@ -428,70 +444,4 @@ async fn upsert_rows(
         start = end;
     }
     Ok(())
-}
-
-/// Appends changes numbered from `before + 1`, stores the new revision and drops changes beyond
-/// the retention; returns the new revision.
-async fn record_changes(
-    tx: &mut Transaction<'_, MySql>,
-    store: &MysqlStore,
-    kind: &str,
-    before: u64,
-    changes: &[(ChangeType, String)],
-    statement_bytes: usize,
-) -> Result<u64, sqlx::Error> {
-    if changes.is_empty() {
-        return Ok(before);
-    }
-    let history = store.options.history as u64;
-    let revision = before + changes.len() as u64;
-    // Only the newest `history` changes are kept, so older ones of this batch are not written.
-    let keep_from = revision.saturating_sub(history);
-    let kept: Vec<(u64, &(ChangeType, String))> = changes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (before + 1 + i as u64, c))
-        .filter(|(r, _)| *r > keep_from)
-        .collect();
-    let mut numbered = kept.into_iter().peekable();
-    while numbered.peek().is_some() {
-        let mut insert = Statement::default();
-        insert.push(
-            "INSERT INTO `stowage_changes` (`revision`, `kind`, `change_type`, `object`) VALUES ",
-        );
-        let mut bytes = 0;
-        let mut first = true;
-        while let Some((revision, (change, json))) = numbered.peek() {
-            if !first
-                && (bytes + json.len() > statement_bytes || insert.params.len() + 4 > MAX_PARAMS)
-            {
-                break;
-            }
-            if !first {
-                insert.push(", ");
-            }
-            first = false;
-            bytes += json.len() + kind.len() + 16;
-            insert.push("(");
-            insert.bind(Param::UInt(*revision));
-            insert.push(", ");
-            insert.bind(Param::Str(kind.to_owned()));
-            insert.push(", ");
-            insert.bind(Param::UInt(u64::from(change_code(*change))));
-            insert.push(", ");
-            insert.bind(Param::Str(json.clone()));
-            insert.push(")");
-            numbered.next();
-        }
-        insert.query().persistent(false).execute(&mut **tx).await?;
-    }
-    sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
-        .bind(revision)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM `stowage_changes` WHERE `revision` <= ?")
-        .bind(keep_from)
-        .execute(&mut **tx)
-        .await?;
-    Ok(revision)
 }

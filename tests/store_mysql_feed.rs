@@ -1,0 +1,134 @@
+//! The MySQL store's lean change records (the object read from the row while the row still holds
+//! it): every retained change keeps its own version of the object across overwrites, re-adds,
+//! purges, migrations, a restart before the kind is registered again, and unregistering.
+
+mod mysql_support;
+
+use std::time::Duration;
+
+use mysql_support::TestDb;
+use stowage::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
+use stowage::store::conformance::{sample_kind, sample_object};
+use stowage::store::mysql::MysqlStore;
+use stowage::store::{ChangeType, MirrorObject, Store, StoreError, WriteBatch, WriteOp};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(what: &str, call: impl Future<Output = Result<T, StoreError>>) -> T {
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => panic!("{what}: {error}"),
+        Err(_) => panic!("{what}: no answer within {TIMEOUT:?}"),
+    }
+}
+
+async fn write(store: &MysqlStore, kind: &KindSpec, ops: Vec<WriteOp>) {
+    bounded("write", store.write(kind, WriteBatch { ops, epoch: 1 })).await;
+}
+
+fn version(name: &str, rv: &str) -> MirrorObject {
+    let mut object = sample_object("ns", name, rv);
+    object.labels.insert("version".into(), rv.into());
+    object
+}
+
+fn delete(name: &str) -> WriteOp {
+    WriteOp::Delete {
+        namespace: "ns".into(),
+        name: name.into(),
+    }
+}
+
+async fn feed(store: &MysqlStore) -> Vec<(ChangeType, MirrorObject)> {
+    bounded("changes", store.changes(None, 0, usize::MAX))
+        .await
+        .into_iter()
+        .map(|c| (c.change, c.object))
+        .collect()
+}
+
+fn lean_records(db: &TestDb) -> usize {
+    let count = db.sql("SELECT COUNT(*) FROM stowage_changes WHERE object IS NULL");
+    count.trim().parse().expect("a count")
+}
+
+#[tokio::test]
+async fn every_change_keeps_its_version_of_the_object() {
+    use ChangeType::{Added, Deleted, Modified};
+    let db = TestDb::create();
+    let store = db.store(1000);
+    let kind = sample_kind("Lean");
+    bounded("register", store.register(&kind)).await;
+    let (a1, a2, b1, b3) = (
+        version("a", "1"),
+        version("a", "2"),
+        version("b", "1"),
+        version("b", "3"),
+    );
+    write(
+        &store,
+        &kind,
+        vec![WriteOp::Upsert(a1.clone()), WriteOp::Upsert(b1.clone())],
+    )
+    .await;
+    assert_eq!(lean_records(&db), 2, "new rows hold their objects");
+    write(
+        &store,
+        &kind,
+        vec![WriteOp::Upsert(a2.clone()), delete("b")],
+    )
+    .await;
+    write(&store, &kind, vec![WriteOp::Upsert(b3.clone())]).await;
+    let expected = vec![
+        (Added, a1.clone()),
+        (Added, b1.clone()),
+        (Modified, a2.clone()),
+        (Deleted, b1.clone()),
+        (Added, b3.clone()),
+    ];
+    assert_eq!(feed(&store).await, expected, "overwrites and re-adds");
+    assert_eq!(lean_records(&db), 2, "a2 and b3 still read from their rows");
+
+    // A new process reads lean records before it registers the kind again.
+    drop(store);
+    let restarted = db.store(1000);
+    assert_eq!(feed(&restarted).await, expected, "after a restart");
+
+    // A migration fills lean records first: they were written with the old columns.
+    let mut wider = kind.clone();
+    wider.columns.push(ColumnSpec {
+        name: "extra".into(),
+        path: ".spec.extra".into(),
+        column_type: ColumnType::String,
+        index: false,
+    });
+    bounded("register wider", restarted.register(&wider)).await;
+    assert_eq!(lean_records(&db), 0, "filled before the migration");
+    assert_eq!(feed(&restarted).await, expected, "after a migration");
+    let a4 = version("a", "4");
+    write(&restarted, &wider, vec![WriteOp::Upsert(a4.clone())]).await;
+    bounded("unregister", restarted.unregister(&wider)).await;
+    assert_eq!(lean_records(&db), 0, "filled before the table is dropped");
+    let mut last = feed(&restarted).await;
+    let (change, object) = last.pop().expect("the last change");
+    assert_eq!((change, object.resource_version.as_str()), (Modified, "4"));
+    assert_eq!(last, expected, "after unregistering");
+}
+
+#[tokio::test]
+async fn purged_rows_leave_their_objects_in_the_feed() {
+    use ChangeType::{Added, Deleted};
+    let db = TestDb::create();
+    let mut options = db.options(1000);
+    options.purge_after = Duration::ZERO;
+    let store = MysqlStore::new(options);
+    let kind = sample_kind("LeanPurged");
+    bounded("register", store.register(&kind)).await;
+    let x = version("x", "1");
+    write(&store, &kind, vec![WriteOp::Upsert(x.clone())]).await;
+    write(&store, &kind, vec![delete("x")]).await;
+    bounded("purge", store.purge(&kind)).await;
+    let rows = db.sql("SELECT COUNT(*) FROM k8s_conformance_stowage_dev_v1_leanpurged");
+    assert_eq!(rows.trim(), "0", "the row is purged");
+    assert_eq!(feed(&store).await, vec![(Added, x.clone()), (Deleted, x)]);
+}
