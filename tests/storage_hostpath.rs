@@ -11,7 +11,7 @@ mod storage_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -120,22 +120,11 @@ impl Scenario {
     }
 
     async fn event(&self, name: &str, reason: &str) -> String {
-        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), NS);
-        eventually(WAIT, &format!("event {reason} for {name}"), || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .expect("list events");
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.involved_object.name.as_deref() == Some(name)
-                })
-                .map(|e| e.message.clone().unwrap_or_default())
-                .ok_or_else(|| format!("{} events", list.items.len()))
-        })
-        .await
+        self.event_with(name, reason, "").await
+    }
+
+    async fn event_with(&self, name: &str, reason: &str, needle: &str) -> String {
+        storage_support::event_for(&self.cluster.client, NS, name, reason, needle, WAIT).await
     }
 
     async fn helper_pods(&self) -> usize {
@@ -333,7 +322,9 @@ async fn a_helper_pod_that_never_finishes_times_out_with_a_warning() {
         s.create_class(class("local", HOSTPATH).build()).await;
         s.create_claim(claim(NS, "stuck", "1Gi").class("local").build())
             .await;
-        let note = s.event("stuck", "ProvisioningFailed").await;
+        let note = s
+            .event_with("stuck", "ProvisioningFailed", "did not finish within")
+            .await;
         assert!(note.contains("did not finish within"), "{note}");
         assert!(note.contains("storage.controller.helper_timeout"), "{note}");
         let claim = s.claims().get("stuck").await.expect("claim");
@@ -372,7 +363,9 @@ async fn a_node_with_no_allowed_path_leaves_the_claim_pending_with_a_warning() {
                 .build(),
         )
         .await;
-        let note = s.event("refused", "ProvisioningFailed").await;
+        let note = s
+            .event_with("refused", "ProvisioningFailed", "storage.hostpath")
+            .await;
         assert!(note.contains("node-a"), "{note}");
         assert!(note.contains("storage.hostpath.node_paths"), "{note}");
         assert_eq!(s.helper_pods().await, 0);

@@ -40,6 +40,11 @@ pub use error::ControllerError;
 pub const MANAGER: &str = "stowage";
 /// How often `stowage_storage_claims` is recomputed from the cache.
 const CLAIM_GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+/// Claims not bound yet, and every volume, are looked at again this often (as upstream's
+/// resync): it heals decisions made on a cache that lagged behind another watch.
+pub(crate) const RESYNC_PENDING: Duration = Duration::from_secs(10);
+/// Bound claims are looked at again this often.
+pub(crate) const RESYNC: Duration = Duration::from_secs(30);
 /// Retry after a transient failure (conflicts are retried sooner).
 const RETRY: Duration = Duration::from_secs(5);
 const RETRY_CONFLICT: Duration = Duration::from_millis(50);
@@ -186,22 +191,22 @@ pub async fn run(
         leading: leading.clone(),
     });
 
-    let (volume_claims, class_claims, node_claims) =
-        (claims.clone(), claims.clone(), claims.clone());
+    let (volume_claims, node_claims) = (claims.clone(), claims.clone());
+    // Class changes come from the same reflector that fills `classes`, so a claim woken by a new
+    // class always finds it in the cache (a second watch could deliver it first).
+    let (class_changed, class_changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let claim_run = claim_controller
         .watches(volume_api.clone(), config.clone(), move |volume| {
             claims_of_volume(&volume_claims, volume)
         })
         .watches(
-            Api::<StorageClass>::all(client.clone()),
-            config.clone(),
-            move |class| claims_of_class(&class_claims, &class.name_any()),
-        )
-        .watches(
             Api::<Node>::all(client.clone()),
             config.clone(),
             move |_| unbound_claims(&node_claims),
         )
+        .reconcile_all_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            class_changes,
+        ))
         .reconcile_all_on(became_leader(leading.clone()))
         .graceful_shutdown_on(shutdown.wait_owned())
         .run(claims::reconcile, claims::error_policy, Arc::clone(&ctx))
@@ -227,7 +232,9 @@ pub async fn run(
         loop {
             tokio::select! {
                 next = events.next() => match next {
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => {
+                        let _ = class_changed.send(());
+                    }
                     Some(Err(err)) => warn!(error = %err, "StorageClass watch failed; retrying"),
                     None => return,
                 },
@@ -283,18 +290,6 @@ fn volumes_of_claim(claim: PersistentVolumeClaim) -> Vec<ObjectRef<PersistentVol
     bind::claim_volume_name(&claim)
         .map(|name| vec![ObjectRef::new(name)])
         .unwrap_or_default()
-}
-
-fn claims_of_class(
-    claims: &Store<PersistentVolumeClaim>,
-    class: &str,
-) -> Vec<ObjectRef<PersistentVolumeClaim>> {
-    claims
-        .state()
-        .iter()
-        .filter(|claim| bind::claim_class(claim) == class)
-        .map(|claim| ObjectRef::from_obj(claim.as_ref()))
-        .collect()
 }
 
 fn unbound_claims(claims: &Store<PersistentVolumeClaim>) -> Vec<ObjectRef<PersistentVolumeClaim>> {

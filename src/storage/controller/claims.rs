@@ -40,8 +40,10 @@ pub(super) async fn reconcile(
     };
     if settled {
         expand_claim(&claim, class.as_deref(), &ctx).await?;
+        Ok(Action::requeue(super::RESYNC))
+    } else {
+        Ok(Action::requeue(super::RESYNC_PENDING))
     }
-    Ok(Action::await_change())
 }
 
 /// Counts, logs and requeues.

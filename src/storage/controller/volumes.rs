@@ -36,7 +36,7 @@ pub(super) async fn reconcile(
             }
         }
     }
-    Ok(Action::await_change())
+    Ok(Action::requeue(super::RESYNC_PENDING))
 }
 
 /// Counts, logs and requeues.
