@@ -373,3 +373,46 @@ async fn a_node_with_no_allowed_path_leaves_the_claim_pending_with_a_warning() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_provisioned_volume_deleted_by_hand_still_has_its_directory_removed() {
+    run(async {
+        let s = Scenario::start(&["node-a"], None, |_| {}).await;
+        s.create_class(class("local", HOSTPATH).build()).await;
+        s.create_claim(claim(NS, "handmade", "1Gi").class("local").build())
+            .await;
+        let (_, volume) = s.bound("handmade").await;
+        assert!(
+            volume
+                .finalizers()
+                .iter()
+                .any(|f| f == "stowage.io/volume-protection"),
+            "{:?}",
+            volume.finalizers()
+        );
+        let dir = s.on_node("node-a", &host_path(&volume));
+        assert!(dir.is_dir());
+        let volumes: Api<PersistentVolume> = Api::all(s.cluster.client.clone());
+        volumes
+            .delete(&volume.name_any(), &DeleteParams::default())
+            .await
+            .expect("delete the volume");
+        eventually(WAIT, "volume gone", || async {
+            match volumes
+                .get_opt(&volume.name_any())
+                .await
+                .expect("read volume")
+            {
+                None => Ok(()),
+                Some(pv) => Err(format!("finalizers {:?}", pv.metadata.finalizers)),
+            }
+        })
+        .await;
+        assert!(
+            !dir.exists(),
+            "the Delete policy removed the directory first"
+        );
+        s.stop().await;
+    })
+    .await;
+}

@@ -38,6 +38,9 @@ pub use error::ControllerError;
 
 /// Name of the field manager and of the event reporter.
 pub const MANAGER: &str = "stowage";
+/// Finalizer on the PVs Stowage provisions: their storage is dealt with (per reclaim policy)
+/// before the object goes, however it is deleted.
+pub const FINALIZER: &str = "stowage.io/volume-protection";
 /// How often `stowage_storage_claims` is recomputed from the cache.
 const CLAIM_GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// Claims not bound yet, and every volume, are looked at again this often (as upstream's

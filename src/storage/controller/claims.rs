@@ -299,7 +299,13 @@ async fn provision(
     };
     let started = Instant::now();
     match provisioner.provision(&request).await {
-        Ok(volume) => {
+        Ok(mut volume) => {
+            // Without it, a PV deleted by hand (not through its claim) would leave its data behind.
+            volume
+                .metadata
+                .finalizers
+                .get_or_insert_with(Vec::new)
+                .push(super::FINALIZER.to_owned());
             if let Err(err) = ctx.create_volume(&volume).await {
                 ctx.metrics
                     .failed(Operation::Provision, &class_name, err.category());
