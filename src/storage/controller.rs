@@ -21,7 +21,7 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -108,7 +108,7 @@ pub(crate) struct Context {
     /// Provisioner or binder mode.
     mode: Mode,
     /// Publishes Events as reporter `stowage`.
-    recorder: Recorder,
+    events: writes::Events,
     /// The storage metrics.
     metrics: StorageMetrics,
     /// The hostPath and NFS provisioners.
@@ -178,7 +178,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         mode: settings.mode,
-        recorder: Recorder::new(
+        events: writes::Events::new(
             client.clone(),
             Reporter {
                 controller: MANAGER.to_owned(),
