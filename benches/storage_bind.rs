@@ -104,8 +104,24 @@ async fn bench() -> Result<()> {
         shutdown.clone(),
     ));
     election.leading().wait_for(|leads| *leads).await?;
-    // Let the controller's caches list the volumes before the burst.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The burst starts once the controller has seen every volume (and made it Available).
+    let setup = Instant::now();
+    loop {
+        let available = volumes
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|v| v.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Available"))
+            .count();
+        if available == count {
+            break;
+        }
+        if setup.elapsed() > DEADLINE {
+            return Err(format!("only {available} of {count} volumes became Available").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Watch for Bound before creating anything, so no transition is missed.
     let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NAMESPACE);

@@ -11,7 +11,7 @@ mod storage_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -120,29 +120,11 @@ impl Scenario {
     }
 
     async fn event(&self, name: &str, reason: &str) -> String {
-        self.event_containing(name, reason, "").await
+        self.event_with(name, reason, "").await
     }
 
-    /// The message of an event with `reason` for `name` whose message contains `text` (an
-    /// earlier event with the same reason may say something else, e.g. while caches fill).
-    async fn event_containing(&self, name: &str, reason: &str, text: &str) -> String {
-        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), NS);
-        eventually(WAIT, &format!("event {reason} for {name}"), || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .expect("list events");
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.involved_object.name.as_deref() == Some(name)
-                        && e.message.as_deref().unwrap_or_default().contains(text)
-                })
-                .map(|e| e.message.clone().unwrap_or_default())
-                .ok_or_else(|| format!("{} events", list.items.len()))
-        })
-        .await
+    async fn event_with(&self, name: &str, reason: &str, needle: &str) -> String {
+        storage_support::event_for(&self.cluster.client, NS, name, reason, needle, WAIT).await
     }
 
     async fn helper_pods(&self) -> usize {
@@ -341,8 +323,9 @@ async fn a_helper_pod_that_never_finishes_times_out_with_a_warning() {
         s.create_claim(claim(NS, "stuck", "1Gi").class("local").build())
             .await;
         let note = s
-            .event_containing("stuck", "ProvisioningFailed", "did not finish within")
+            .event_with("stuck", "ProvisioningFailed", "did not finish within")
             .await;
+        assert!(note.contains("did not finish within"), "{note}");
         assert!(note.contains("storage.controller.helper_timeout"), "{note}");
         let claim = s.claims().get("stuck").await.expect("claim");
         assert_eq!(
@@ -380,10 +363,55 @@ async fn a_node_with_no_allowed_path_leaves_the_claim_pending_with_a_warning() {
                 .build(),
         )
         .await;
-        let note = s.event("refused", "ProvisioningFailed").await;
+        let note = s
+            .event_with("refused", "ProvisioningFailed", "storage.hostpath")
+            .await;
         assert!(note.contains("node-a"), "{note}");
         assert!(note.contains("storage.hostpath.node_paths"), "{note}");
         assert_eq!(s.helper_pods().await, 0);
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_provisioned_volume_deleted_by_hand_still_has_its_directory_removed() {
+    run(async {
+        let s = Scenario::start(&["node-a"], None, |_| {}).await;
+        s.create_class(class("local", HOSTPATH).build()).await;
+        s.create_claim(claim(NS, "handmade", "1Gi").class("local").build())
+            .await;
+        let (_, volume) = s.bound("handmade").await;
+        assert!(
+            volume
+                .finalizers()
+                .iter()
+                .any(|f| f == "stowage.io/volume-protection"),
+            "{:?}",
+            volume.finalizers()
+        );
+        let dir = s.on_node("node-a", &host_path(&volume));
+        assert!(dir.is_dir());
+        let volumes: Api<PersistentVolume> = Api::all(s.cluster.client.clone());
+        volumes
+            .delete(&volume.name_any(), &DeleteParams::default())
+            .await
+            .expect("delete the volume");
+        eventually(WAIT, "volume gone", || async {
+            match volumes
+                .get_opt(&volume.name_any())
+                .await
+                .expect("read volume")
+            {
+                None => Ok(()),
+                Some(pv) => Err(format!("finalizers {:?}", pv.metadata.finalizers)),
+            }
+        })
+        .await;
+        assert!(
+            !dir.exists(),
+            "the Delete policy removed the directory first"
+        );
         s.stop().await;
     })
     .await;

@@ -11,11 +11,11 @@ mod storage_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use storage_support::builders::{claim, class};
 use storage_support::{Cluster, Controller, TEST_TIMEOUT, binder_config, eventually};
 use stowage::config::Config;
@@ -120,22 +120,11 @@ impl Scenario {
     }
 
     async fn event(&self, name: &str, reason: &str) -> String {
-        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), NS);
-        eventually(WAIT, &format!("event {reason} for {name}"), || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .expect("list events");
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.involved_object.name.as_deref() == Some(name)
-                })
-                .map(|e| e.message.clone().unwrap_or_default())
-                .ok_or_else(|| format!("{} events", list.items.len()))
-        })
-        .await
+        self.event_with(name, reason, "").await
+    }
+
+    async fn event_with(&self, name: &str, reason: &str, needle: &str) -> String {
+        storage_support::event_for(&self.cluster.client, NS, name, reason, needle, WAIT).await
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -498,7 +487,9 @@ async fn an_unsafe_path_pattern_leaves_the_claim_pending_with_a_warning() {
         .await;
         s.create_claim(claim(NS, "evil", "1Gi").class("escape").build())
             .await;
-        let note = s.event("evil", "ProvisioningFailed").await;
+        let note = s
+            .event_with("evil", "ProvisioningFailed", "pathPattern")
+            .await;
         assert!(note.contains("pathPattern"), "{note}");
         assert!(note.contains(".."), "{note}");
         assert_eq!(phase(&s.claim("evil").await), "Pending");
@@ -521,7 +512,7 @@ async fn an_unknown_class_parameter_is_named_in_the_warning() {
             .await;
         s.create_claim(claim(NS, "typo", "1Gi").class("typo").build())
             .await;
-        let note = s.event("typo", "ProvisioningFailed").await;
+        let note = s.event_with("typo", "ProvisioningFailed", "onDelte").await;
         assert!(note.contains("onDelte"), "{note}");
         assert_eq!(phase(&s.claim("typo").await), "Pending");
         s.stop().await;
@@ -536,7 +527,9 @@ async fn nfs_without_a_mount_path_says_which_key_to_set() {
         s.create_class(nfs_class("nfs").build()).await;
         s.create_claim(claim(NS, "nowhere", "1Gi").class("nfs").build())
             .await;
-        let note = s.event("nowhere", "ProvisioningFailed").await;
+        let note = s
+            .event_with("nowhere", "ProvisioningFailed", "storage.nfs.mount_path")
+            .await;
         assert!(note.contains("storage.nfs.mount_path"), "{note}");
         assert_eq!(phase(&s.claim("nowhere").await), "Pending");
         s.stop().await;

@@ -21,7 +21,7 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -38,8 +38,16 @@ pub use error::ControllerError;
 
 /// Name of the field manager and of the event reporter.
 pub const MANAGER: &str = "stowage";
+/// Finalizer on the PVs Stowage provisions: their storage is dealt with (per reclaim policy)
+/// before the object goes, however it is deleted.
+pub const FINALIZER: &str = "stowage.io/volume-protection";
 /// How often `stowage_storage_claims` is recomputed from the cache.
 const CLAIM_GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+/// Claims not bound yet, and every volume, are looked at again this often (as upstream's
+/// resync): it heals decisions made on a cache that lagged behind another watch.
+pub(crate) const RESYNC_PENDING: Duration = Duration::from_secs(10);
+/// Bound claims are looked at again this often.
+pub(crate) const RESYNC: Duration = Duration::from_secs(30);
 /// Retry after a transient failure (conflicts are retried sooner).
 const RETRY: Duration = Duration::from_secs(5);
 const RETRY_CONFLICT: Duration = Duration::from_millis(50);
@@ -100,7 +108,7 @@ pub(crate) struct Context {
     /// Provisioner or binder mode.
     mode: Mode,
     /// Publishes Events as reporter `stowage`.
-    recorder: Recorder,
+    events: writes::Events,
     /// The storage metrics.
     metrics: StorageMetrics,
     /// The hostPath and NFS provisioners.
@@ -170,7 +178,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         mode: settings.mode,
-        recorder: Recorder::new(
+        events: writes::Events::new(
             client.clone(),
             Reporter {
                 controller: MANAGER.to_owned(),
@@ -186,22 +194,22 @@ pub async fn run(
         leading: leading.clone(),
     });
 
-    let (volume_claims, class_claims, node_claims) =
-        (claims.clone(), claims.clone(), claims.clone());
+    let (volume_claims, node_claims) = (claims.clone(), claims.clone());
+    // Class changes come from the same reflector that fills `classes`, so a claim woken by a new
+    // class always finds it in the cache (a second watch could deliver it first).
+    let (class_changed, class_changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let claim_run = claim_controller
         .watches(volume_api.clone(), config.clone(), move |volume| {
             claims_of_volume(&volume_claims, volume)
         })
         .watches(
-            Api::<StorageClass>::all(client.clone()),
-            config.clone(),
-            move |class| claims_of_class(&class_claims, &class.name_any()),
-        )
-        .watches(
             Api::<Node>::all(client.clone()),
             config.clone(),
             move |_| unbound_claims(&node_claims),
         )
+        .reconcile_all_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            class_changes,
+        ))
         .reconcile_all_on(became_leader(leading.clone()))
         .graceful_shutdown_on(shutdown.wait_owned())
         .run(claims::reconcile, claims::error_policy, Arc::clone(&ctx))
@@ -227,7 +235,9 @@ pub async fn run(
         loop {
             tokio::select! {
                 next = events.next() => match next {
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => {
+                        let _ = class_changed.send(());
+                    }
                     Some(Err(err)) => warn!(error = %err, "StorageClass watch failed; retrying"),
                     None => return,
                 },
@@ -283,18 +293,6 @@ fn volumes_of_claim(claim: PersistentVolumeClaim) -> Vec<ObjectRef<PersistentVol
     bind::claim_volume_name(&claim)
         .map(|name| vec![ObjectRef::new(name)])
         .unwrap_or_default()
-}
-
-fn claims_of_class(
-    claims: &Store<PersistentVolumeClaim>,
-    class: &str,
-) -> Vec<ObjectRef<PersistentVolumeClaim>> {
-    claims
-        .state()
-        .iter()
-        .filter(|claim| bind::claim_class(claim) == class)
-        .map(|claim| ObjectRef::from_obj(claim.as_ref()))
-        .collect()
 }
 
 fn unbound_claims(claims: &Store<PersistentVolumeClaim>) -> Vec<ObjectRef<PersistentVolumeClaim>> {

@@ -143,3 +143,42 @@ pub fn binder_config() -> stowage::config::Config {
     config.storage.binder = true;
     config
 }
+
+/// Waits up to `within` for an Event with `reason` about the object `name` in `namespace` whose
+/// message contains `needle`; returns the message. Earlier Events with the same reason but another
+/// message (a decision made before a cache caught up) are skipped.
+pub async fn event_for(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    needle: &str,
+    within: Duration,
+) -> String {
+    use k8s_openapi::api::core::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        within,
+        &format!("event {reason} ({needle:?}) for {name}"),
+        || async {
+            let list = events
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|err| err.to_string())?;
+            let mut seen = Vec::new();
+            for event in &list.items {
+                if event.reason.as_deref() == Some(reason)
+                    && event.involved_object.name.as_deref() == Some(name)
+                {
+                    let message = event.message.clone().unwrap_or_default();
+                    if message.contains(needle) {
+                        return Ok(message);
+                    }
+                    seen.push(message);
+                }
+            }
+            Err(format!("{reason} events seen: {seen:?}"))
+        },
+    )
+    .await
+}

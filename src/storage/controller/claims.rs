@@ -23,9 +23,6 @@ use crate::storage::provision::ProvisionRequest;
 /// Condition type set on a claim whose growth its class does not allow.
 const EXPANSION_REFUSED: &str = "ExpansionRefused";
 
-/// How soon an unsettled claim whose StorageClass is not (yet) known is looked at again.
-const CLASS_MISSING_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// The claim controller's reconcile.
 #[instrument(skip_all, fields(claim = %describe(&claim)))]
 pub(super) async fn reconcile(
@@ -43,12 +40,10 @@ pub(super) async fn reconcile(
     };
     if settled {
         expand_claim(&claim, class.as_deref(), &ctx).await?;
-    } else if class.is_none() && !bind::claim_class(&claim).is_empty() {
-        // The class may be created just after the claim, its event mapped to no claim while the
-        // claim cache was behind: look again soon rather than wait for an unrelated change.
-        return Ok(Action::requeue(CLASS_MISSING_RETRY));
+        Ok(Action::requeue(super::RESYNC))
+    } else {
+        Ok(Action::requeue(super::RESYNC_PENDING))
     }
-    Ok(Action::await_change())
 }
 
 /// Counts, logs and requeues.
@@ -304,7 +299,13 @@ async fn provision(
     };
     let started = Instant::now();
     match provisioner.provision(&request).await {
-        Ok(volume) => {
+        Ok(mut volume) => {
+            // Without it, a PV deleted by hand (not through its claim) would leave its data behind.
+            volume
+                .metadata
+                .finalizers
+                .get_or_insert_with(Vec::new)
+                .push(super::FINALIZER.to_owned());
             if let Err(err) = ctx.create_volume(&volume).await {
                 ctx.metrics
                     .failed(Operation::Provision, &class_name, err.category());

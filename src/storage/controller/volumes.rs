@@ -27,6 +27,17 @@ pub(super) async fn reconcile(
         return Ok(Action::await_change());
     }
     ctx.caches_ready().await;
+    if volume.metadata.deletion_timestamp.is_some() {
+        if has_finalizer(&volume) {
+            // Deleted by hand: the reclaim policy still decides what happens to the data.
+            if bind::reclaim_policy(&volume) == Ok(Reclaim::Delete) {
+                delete(&volume, &ctx).await?;
+            } else {
+                release_finalizer(&volume, &ctx).await?;
+            }
+        }
+        return Ok(Action::await_change());
+    }
     match ctx.mode {
         Mode::Binder => sync_volume(&volume, &ctx).await?,
         Mode::Provisioner => {
@@ -36,7 +47,7 @@ pub(super) async fn reconcile(
             }
         }
     }
-    Ok(Action::await_change())
+    Ok(Action::requeue(super::RESYNC_PENDING))
 }
 
 /// Counts, logs and requeues.
@@ -122,6 +133,36 @@ async fn set_phase(
     Ok(())
 }
 
+fn has_finalizer(volume: &PersistentVolume) -> bool {
+    volume.finalizers().iter().any(|f| f == super::FINALIZER)
+}
+
+/// Removes Stowage's finalizer (its storage is dealt with), so the object can go.
+async fn release_finalizer(
+    volume: &PersistentVolume,
+    ctx: &Context,
+) -> Result<(), ControllerError> {
+    if !has_finalizer(volume) {
+        return Ok(());
+    }
+    let mut released = volume.clone();
+    if let Some(finalizers) = released.metadata.finalizers.as_mut() {
+        finalizers.retain(|f| f != super::FINALIZER);
+    }
+    match ctx.replace_volume(&released).await {
+        Ok(written) => {
+            ctx.assumed.written(written);
+            Ok(())
+        }
+        // Gone already: the last finalizer was ours.
+        Err(ControllerError::Api {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 /// The class kind to delete `volume`'s storage with: its class when it still exists, else what
 /// the volume itself says (an NFS volume whose class is gone is retained: the policy is unknown).
 fn kind_of(volume: &PersistentVolume, ctx: &Context) -> Option<ClassKind> {
@@ -201,7 +242,10 @@ async fn delete(volume: &PersistentVolume, ctx: &Context) -> Result<(), Controll
                 )
                 .await;
             }
-            ctx.delete_volume_object(volume).await?;
+            release_finalizer(volume, ctx).await?;
+            if volume.metadata.deletion_timestamp.is_none() {
+                ctx.delete_volume_object(volume).await?;
+            }
             ctx.metrics.succeeded(Operation::Delete, &class_name);
             info!(volume = %volume.name_any(), %outcome, "volume deleted");
             Ok(())

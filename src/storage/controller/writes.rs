@@ -5,8 +5,11 @@ use k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus,
 };
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::events::{Event, EventType};
+use std::collections::HashMap;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
+use parking_lot::Mutex;
 use tracing::warn;
 
 use super::{Context, ControllerError, MANAGER};
@@ -151,9 +154,54 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let recorder =
+            self.events
+                .recorder(object, reason, event.note.as_deref().unwrap_or_default());
+        if let Err(err) = recorder.publish(&event, &object.object_ref(&())).await {
             warn!(object = %describe(object), reason, error = %err, "cannot publish an Event");
         }
+    }
+}
+
+/// Most (object, reason) pairs tracked before the table starts afresh.
+const EVENT_KEYS: usize = 10_000;
+
+/// kube-runtime's recorder folds repeats of an Event (same object, reason and action) into one
+/// Event's series and keeps the first message. A repeat with the same message should be folded;
+/// one with a new message (what to fix changed) must be seen, so it gets a fresh recorder.
+pub(super) struct Events {
+    client: kube::Client,
+    reporter: Reporter,
+    /// "uid/reason" → the last message and the recorder that published it.
+    last: Mutex<HashMap<String, (String, Recorder)>>,
+}
+
+impl Events {
+    pub(super) fn new(client: kube::Client, reporter: Reporter) -> Self {
+        Self {
+            client,
+            reporter,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn recorder<K: Resource>(&self, object: &K, reason: &str, note: &str) -> Recorder {
+        let key = format!(
+            "{}/{reason}",
+            object.meta().uid.as_deref().unwrap_or_default()
+        );
+        let mut last = self.last.lock();
+        if let Some((message, recorder)) = last.get(&key)
+            && message == note
+        {
+            return recorder.clone();
+        }
+        if last.len() >= EVENT_KEYS {
+            last.clear();
+        }
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        last.insert(key, (note.to_owned(), recorder.clone()));
+        recorder
     }
 }
 
