@@ -6,6 +6,10 @@
 //! measured, so RSS figures include the emulator's copy of the objects: compare the growth over
 //! the "seeded" line, not the absolute peak. The reflector baseline runs in a child process of
 //! this binary (`BENCH_MODE=reflector`) with its own seeded emulator, so its RSS is separate.
+//!
+//! `BENCH_MODE=mirror-sync` runs only the mirror's initial sync. Both it and `BENCH_MODE=reflector`
+//! call [`stowage_bench_phase`] when the sync starts and when it is done, so
+//! `valgrind --tool=callgrind --dump-before=stowage_bench_phase` gives the sync its own dump.
 
 use std::error::Error;
 use std::process::Command;
@@ -46,12 +50,20 @@ fn main() -> Result<()> {
         .build()?;
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("reflector") => runtime.block_on(reflector_baseline()),
-        _ => runtime.block_on(mirror_bench()),
+        Ok("mirror-sync") => runtime.block_on(mirror_bench(false)),
+        _ => runtime.block_on(mirror_bench(true)),
     }
 }
 
-/// The mirror: initial sync, then the reflector child, then steady-state lag.
-async fn mirror_bench() -> Result<()> {
+/// Marks a phase boundary for callgrind's `--dump-before`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn stowage_bench_phase(phase: u32) {
+    std::hint::black_box(phase);
+}
+
+/// The mirror: initial sync, then (when `full`) the reflector child and steady-state lag.
+async fn mirror_bench(full: bool) -> Result<()> {
     let emu = seeded_emulator().await?;
     let seeded = rss("VmRSS");
     reset_peak();
@@ -82,6 +94,7 @@ async fn mirror_bench() -> Result<()> {
         },
         ..MirrorConfig::default()
     };
+    stowage_bench_phase(1);
     let started = Instant::now();
     let mirror = Mirror::start(client.clone(), &config, store.clone(), &metrics)?;
     while mirror.initial_sync().is_err() {
@@ -91,6 +104,7 @@ async fn mirror_bench() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sync_time = started.elapsed();
+    stowage_bench_phase(2);
     let kinds = mirror.kinds();
     let kind = kinds
         .borrow()
@@ -122,6 +136,11 @@ async fn mirror_bench() -> Result<()> {
     println!("  RSS after seeding:    {seeded}");
     println!("  peak RSS during sync: {}", rss("VmHWM"));
     println!("  RSS after sync:       {}", rss("VmRSS"));
+    if !full {
+        mirror.shutdown().await;
+        emu.shutdown().await;
+        return Ok(());
+    }
 
     let child = Command::new(std::env::current_exe()?)
         .env("BENCH_MODE", "reflector")
@@ -229,6 +248,7 @@ async fn reflector_baseline() -> Result<()> {
     let seeded = rss("VmRSS");
     reset_peak();
     let client = stowage::sandbox::client_for(&emu.url())?;
+    stowage_bench_phase(1);
     let started = Instant::now();
     let (reader, writer) = reflector::store::<ConfigMap>();
     let api: Api<ConfigMap> = Api::all(client);
@@ -241,6 +261,7 @@ async fn reflector_baseline() -> Result<()> {
     let follow = tokio::spawn(stream);
     tokio::time::timeout(Duration::from_secs(600), reader.wait_until_ready()).await??;
     let sync_time = started.elapsed();
+    stowage_bench_phase(2);
     println!(
         "  wall time:            {:.2} s ({} objects held)",
         sync_time.as_secs_f64(),

@@ -2,6 +2,10 @@
 //! over 100k mirrored objects, beside the same server's trivial `/healthz`, both driven by the
 //! same in-process HTTP load (so the comparison shares every cost but the handler). Run with
 //! `cargo bench -p stowage --bench rest_list`; `BENCH_OBJECTS`, `BENCH_SECONDS`, `BENCH_CONCURRENCY`.
+//!
+//! `BENCH_PROFILE=<n>` instead sends `n` `/healthz` then `n` list requests one after another and
+//! calls [`stowage_bench_phase`] between the phases, for
+//! `valgrind --tool=callgrind --dump-before=stowage_bench_phase` (one dump per phase).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,6 +132,82 @@ async fn store_cpu(store: &dyn Store, kind: &KindSpec, queries: &[ListQuery]) {
     }
 }
 
+/// 200 queries `(namespace, labelSelector, search)`, each matching some objects: a workload's
+/// objects (`app` and `tier`, 250 per namespace) with a one-digit search, an app (500) with a
+/// two-digit search, a whole tier (5 000) with a two-digit search. About half return a full page.
+fn bench_queries() -> Vec<(String, String, String)> {
+    (0..200_usize)
+        .map(|q| {
+            let app = format!("app-{}", (q * 7) % 20);
+            let tier = if (q / 3) % 2 == 0 { "web" } else { "db" };
+            let (selector, search) = match q % 3 {
+                0 => (
+                    format!("app={app},tier={tier}"),
+                    format!("{}", (q * 3 + 1) % 10),
+                ),
+                1 => (
+                    format!("app={app}"),
+                    format!("{}{}", (q * 3) % 10, (q / 3) % 10),
+                ),
+                _ => (
+                    format!("tier={tier}"),
+                    format!("{}{}", (q / 3) % 10, (q * 7) % 10),
+                ),
+            };
+            (format!("ns-{}", q % 10), selector, search)
+        })
+        .collect()
+}
+
+/// Prints how many objects the queries match and return (every query must match some).
+async fn describe_matches(store: &dyn Store, kind: &KindSpec, queries: &[ListQuery]) {
+    let mut totals = Vec::new();
+    let mut full = 0;
+    for query in queries {
+        let page = store.list_json(kind, query).await.expect("list_json");
+        assert!(page.total > 0, "every bench query matches objects");
+        full += usize::from(page.items.len() == query.limit);
+        totals.push(page.total);
+    }
+    totals.sort_unstable();
+    println!(
+        "{} queries: matches min {} median {} max {}; {full} return a full page",
+        queries.len(),
+        totals[0],
+        totals[totals.len() / 2],
+        totals[totals.len() - 1]
+    );
+}
+
+/// Marks a phase boundary for callgrind's `--dump-before`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn stowage_bench_phase(phase: u32) {
+    std::hint::black_box(phase);
+}
+
+/// `requests` sequential `/healthz` requests, then as many list requests, on one connection.
+async fn profile(base: &str, list_urls: &[String], requests: usize) {
+    let client = reqwest::Client::new();
+    let healthz = format!("{base}/healthz");
+    for url in [&healthz, &list_urls[0]] {
+        let _ = client.get(url).send().await.expect("warm-up");
+    }
+    stowage_bench_phase(1);
+    for _ in 0..requests {
+        let resp = client.get(&healthz).send().await.expect("request");
+        let _ = resp.bytes().await.expect("body");
+    }
+    stowage_bench_phase(2);
+    for url in list_urls.iter().cycle().take(requests) {
+        let resp = client.get(url).send().await.expect("request");
+        assert!(resp.status().is_success());
+        let _ = resp.bytes().await.expect("body");
+    }
+    stowage_bench_phase(3);
+    println!("profiled {requests} /healthz and {requests} list requests");
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -149,7 +229,8 @@ async fn main() {
             "metadata": {"name": format!("app-{i:06}"), "namespace": format!("ns-{}", i % 10),
                 "uid": format!("uid-{i}"), "resourceVersion": (i + 1).to_string(),
                 "creationTimestamp": "2025-01-01T00:00:00Z",
-                "labels": {"app": format!("app-{}", i % 20), "tier": if i % 2 == 0 { "web" } else { "db" }}},
+                "labels": {"app": format!("app-{}", (i / 10) % 20),
+                    "tier": if (i / 200) % 2 == 0 { "web" } else { "db" }}},
             "data": {"payload": payload}});
         batch.push(WriteOp::Upsert(
             to_mirror_object(&kind, obj).expect("valid object"),
@@ -192,30 +273,35 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
     let base = format!("http://{addr}");
-    // Varied queries so no single answer is repeated: 10 namespaces × 20 apps × search digits.
-    let list_urls: Vec<String> = (0..200)
-        .map(|i| {
+    let queries = bench_queries();
+    let list_urls: Vec<String> = queries
+        .iter()
+        .map(|(ns, selector, search)| {
             format!(
-                "{base}/api/v1/configmaps?namespace=ns-{}&labelSelector=app%3Dapp-{},tier%3Dweb&search={}&limit=50",
-                i % 10,
-                (i * 7) % 20,
-                i % 10
+                "{base}/api/v1/configmaps?namespace={ns}&labelSelector={}&search={search}&limit=50",
+                selector.replace('=', "%3D")
             )
         })
         .collect();
-    // The same 200 queries as the store sees them.
-    let store_queries: Vec<ListQuery> = (0..200)
-        .map(|i| ListQuery {
-            namespace: Some(format!("ns-{}", i % 10)),
-            labels: Some(
-                LabelSelector::parse(&format!("app=app-{},tier=web", (i * 7) % 20))
-                    .expect("selector"),
-            ),
-            search: Some((i % 10).to_string()),
+    // The same queries as the store sees them.
+    let store_queries: Vec<ListQuery> = queries
+        .iter()
+        .map(|(ns, selector, search)| ListQuery {
+            namespace: Some(ns.clone()),
+            labels: Some(LabelSelector::parse(selector).expect("selector")),
+            search: Some(search.clone()),
             limit: 50,
             ..ListQuery::default()
         })
         .collect();
+    if let Some(requests) = std::env::var("BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        profile(&base, &list_urls, requests).await;
+        return;
+    }
+    describe_matches(&*store, &kind, &store_queries).await;
     let probe: serde_json::Value = reqwest::get(&list_urls[0])
         .await
         .expect("probe")

@@ -15,7 +15,7 @@ use super::error::{ApiError, PathParams};
 use super::params::ListRequest;
 use super::{ApiState, info, objects, stats};
 use crate::cache::keys::{fingerprint, list_query};
-use crate::cache::{Key, LoadError, Served};
+use crate::cache::{Key, LoadError, Served, Source};
 use crate::mirror::health::BreakerState;
 use crate::mirror::kind::KindSpec;
 
@@ -73,6 +73,15 @@ pub async fn list(
     pairs: &[(String, String)],
     request: ListRequest,
 ) -> Result<Response, ApiError> {
+    if !state.cache.is_enabled() {
+        // Nothing would be kept: skip building the key (sorted, formatted query pairs).
+        let body = objects::list_page(state, kind, request).await?;
+        return Ok(respond(Served {
+            body,
+            source: Source::Store,
+            stale_age: None,
+        }));
+    }
     let key = state
         .cache
         .list_key(&kind.id(), &list_query(namespace, pairs))

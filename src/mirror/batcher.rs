@@ -107,6 +107,10 @@ pub struct Batcher {
     pub settings: BatchSettings,
     /// Relist generation source, shared so epochs grow across restarts of the kind.
     pub next_epoch: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Send the store a copy of each batch, keeping the original for a retry after a transient
+    /// failure. Without it the batch itself is sent (a deep copy of every object saved), and a
+    /// transient failure resyncs the kind instead.
+    pub retry_copies: bool,
 }
 
 /// The batcher's moving parts during one watch cycle.
@@ -262,7 +266,7 @@ impl Batcher {
 
     /// Writes buffered work in order while the breaker allows it.
     async fn drain(&self, run: &mut Run) -> Result<(), Stop> {
-        while let Some(front) = run.buffer.front() {
+        while let Some(front) = run.buffer.front_mut() {
             if let Permit::Wait(until) = self.breaker.permit() {
                 run.retry_at = Some(until);
                 self.tracker
@@ -276,6 +280,13 @@ impl Batcher {
                 Ok(()) => {
                     run.retry_at = None;
                     self.tracker.store_ok();
+                }
+                Err(err) if err.is_transient() && !self.retry_copies => {
+                    self.store_error(&err);
+                    warn!(error = %err, "a batch sent without a copy failed; resyncing");
+                    run.buffer.pop_front();
+                    self.breaker.release(ops);
+                    return Err(Stop::Resync);
                 }
                 Err(err) if err.is_transient() => {
                     self.store_error(&err);
@@ -305,11 +316,20 @@ impl Batcher {
         Ok(())
     }
 
-    async fn execute(&self, work: &Pending) -> Result<(), StoreError> {
+    async fn execute(&self, work: &mut Pending) -> Result<(), StoreError> {
         match work {
             Pending::Write { batch, .. } => {
+                let size = batch.ops.len();
+                let attempt = if self.retry_copies {
+                    batch.clone()
+                } else {
+                    WriteBatch {
+                        ops: std::mem::take(&mut batch.ops),
+                        epoch: batch.epoch,
+                    }
+                };
                 let started = Instant::now();
-                let result = bounded(self.store.write(&self.spec, batch.clone())).await;
+                let result = bounded(self.store.write(&self.spec, attempt)).await;
                 let id = self.spec.id();
                 self.metrics
                     .write_duration
@@ -318,7 +338,7 @@ impl Batcher {
                 self.metrics
                     .batch_size
                     .with_label_values(&[id.as_str()])
-                    .observe(batch.ops.len() as f64);
+                    .observe(size as f64);
                 result.map(|_| ())
             }
             Pending::Sweep { epoch } => {

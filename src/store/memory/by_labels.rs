@@ -10,7 +10,7 @@ use stowage_emulator::selectors::LabelSelector;
 use super::filter::Filter;
 use super::labels::{LabelSets, Members};
 use super::order::Order;
-use super::page::{KeyRange, Window, skipped};
+use super::page::{KeyRange, Window, after_cursor_range, skipped};
 use super::record::{Key, Record};
 use crate::store::ListQuery;
 
@@ -21,8 +21,9 @@ pub(super) fn label_sets_are_few(sets: usize, objects: usize) -> bool {
 }
 
 /// Name order with a label selector (and maybe a name search), walking only the members of the
-/// label sets the selector matches, merged in key order. Equals [`filtered_in_map_order`] for
-/// such queries; costs the matching entries rather than the whole namespace.
+/// label sets the selector matches. Equals [`filtered_in_map_order`] for such queries; costs the
+/// matching entries rather than the whole namespace. The sets are disjoint, so the total is
+/// counted set by set; only the page itself is merged into key order, from the cursor on.
 pub(super) fn label_set_members_in_map_order(
     sets: &LabelSets,
     selector: &LabelSelector,
@@ -31,53 +32,48 @@ pub(super) fn label_set_members_in_map_order(
     order: &Order<'_>,
     query: &ListQuery,
 ) -> Window {
-    let cursor = query
-        .after
-        .as_ref()
-        .map(|c| Key::new(&c.namespace, &c.name));
-    let mut window = Window {
-        items: Vec::with_capacity(query.limit.min(1024)),
-        total: 0,
-        more: false,
-    };
     let matching: Vec<&Members> = sets
         .iter()
         .filter(|(set, _)| selector.matches(Some(&set.json)))
         .map(|(_, members)| members)
         .collect();
     // Matches before the cursor count towards the total but are not returned.
-    let mut skip = skipped(query);
-    let mut page = |key: &Key, record: &Arc<Record>, past_cursor: bool| {
-        if !filter.name_matches(&key.name) {
-            return;
-        }
-        window.total += 1;
-        if !past_cursor {
-            return;
-        }
-        if skip > 0 {
-            skip -= 1;
-        } else if window.items.len() < query.limit {
-            window.items.push(Arc::clone(record));
-        } else {
-            window.more = true;
-        }
+    let total = matching
+        .iter()
+        .map(|members| {
+            members
+                .range(scope.clone())
+                .filter(|(key, _)| filter.name_matches(&key.name))
+                .count()
+        })
+        .sum();
+    let mut window = Window {
+        items: Vec::new(),
+        total,
+        more: false,
     };
-    let past = |key: &Key| match &cursor {
-        None => true,
-        Some(cursor) if order.descending => key < cursor,
-        Some(cursor) => key > cursor,
+    let cursor = query
+        .after
+        .as_ref()
+        .map(|c| Key::new(&c.namespace, &c.name));
+    let Some(range) = after_cursor_range(scope, cursor, order.descending) else {
+        return window;
     };
-    let ranges = matching.iter().map(|members| members.range(scope.clone()));
-    if order.descending {
-        for (key, record) in merge(ranges.map(Iterator::rev).collect(), true) {
-            page(key, record, past(key));
-        }
+    let ranges = matching.iter().map(|members| members.range(range.clone()));
+    let merged: Box<dyn Iterator<Item = (&Key, &Arc<Record>)>> = if order.descending {
+        Box::new(merge(ranges.map(Iterator::rev).collect(), true))
     } else {
-        for (key, record) in merge(ranges.collect(), false) {
-            page(key, record, past(key));
-        }
-    }
+        Box::new(merge(ranges.collect(), false))
+    };
+    let mut items: Vec<Arc<Record>> = merged
+        .filter(|(key, _)| filter.name_matches(&key.name))
+        .skip(skipped(query))
+        .take(query.limit.saturating_add(1))
+        .map(|(_, record)| Arc::clone(record))
+        .collect();
+    window.more = items.len() > query.limit;
+    items.truncate(query.limit);
+    window.items = items;
     window
 }
 

@@ -139,7 +139,10 @@ impl<'q> Filter<'q> {
         let Some(needle) = &self.search else {
             return true;
         };
-        if name.is_ascii() {
+        if name.is_ascii() && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Already lower case, as Kubernetes names are: a plain substring search.
+            name.contains(needle.as_str())
+        } else if name.is_ascii() {
             // A lower-cased needle with a non-ASCII character cannot occur in an ASCII name.
             let needle = needle.as_bytes();
             needle.is_empty()

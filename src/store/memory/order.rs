@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::filter::ColumnRef;
-use super::record::Key;
+use super::record::{Key, Record};
 use super::table::Entry;
 use crate::mirror::kind::KindSpec;
 pub(super) use crate::store::sort::SortValue;
@@ -81,6 +81,23 @@ impl<'q> Order<'q> {
         } else {
             Value::Null
         }
+    }
+
+    /// The cursor after `record`, read from the record itself when the sort value does not
+    /// need the object (name and creation order): a page's cursor then costs no decoding.
+    pub(super) fn cursor_of_record(&self, record: &Record) -> Result<Cursor, StoreError> {
+        if self.column.is_some() {
+            return Ok(self.cursor_of(&record.to_mirror_object()?));
+        }
+        let value = match (&record.created_at, self.by_created) {
+            (Some(created), true) => Value::String(created.to_string()),
+            _ => Value::Null,
+        };
+        Ok(Cursor {
+            value,
+            namespace: record.key.namespace.to_string(),
+            name: record.key.name.to_string(),
+        })
     }
 
     pub(super) fn cursor_of(&self, object: &MirrorObject) -> Cursor {

@@ -68,7 +68,8 @@ impl Window {
         })
     }
 
-    /// The page's objects as stored JSON; only the last item is decoded, for the cursor.
+    /// The page's objects as stored JSON; the last item is decoded for the cursor only when
+    /// sorting by a column.
     pub(super) fn into_json_page(self, order: &Order<'_>) -> Result<JsonPage, StoreError> {
         let items = self
             .items
@@ -76,7 +77,7 @@ impl Window {
             .map(|record| record.json())
             .collect::<Result<Vec<_>, _>>()?;
         let next = match self.items.last() {
-            Some(last) if self.more => Some(order.cursor_of(&last.to_mirror_object()?)),
+            Some(last) if self.more => Some(order.cursor_of_record(last)?),
             _ => None,
         };
         Ok(JsonPage {
@@ -137,7 +138,11 @@ pub(super) fn unfiltered_in_map_order(
 
 /// `scope` narrowed to the keys strictly after `cursor` in the walking direction; `None` when
 /// nothing is left (an empty range `BTreeMap::range` would refuse).
-fn after_cursor_range(scope: KeyRange, cursor: Option<Key>, descending: bool) -> Option<KeyRange> {
+pub(super) fn after_cursor_range(
+    scope: KeyRange,
+    cursor: Option<Key>,
+    descending: bool,
+) -> Option<KeyRange> {
     let (mut lower, mut upper) = scope;
     if let Some(cursor) = cursor {
         if descending {

@@ -5,6 +5,7 @@ use serde_json::json;
 use stowage_emulator::selectors::LabelSelector;
 
 use super::*;
+use crate::store::SortField;
 use crate::store::conformance::{sample_kind, sample_object};
 
 fn label_sets(store: &MemoryStore, kind: &KindSpec) -> usize {
@@ -280,4 +281,40 @@ async fn label_set_walk_equals_the_full_walk() {
         }
     }
     assert!(compared > 360, "compared {compared} queries");
+}
+
+#[tokio::test]
+async fn cursors_read_from_records_equal_cursors_of_objects() {
+    let store = MemoryStore::new(16);
+    let kind = sample_kind("Cursors");
+    store.register(&kind).await.expect("register");
+    let mut with_date = sample_object("ns", "a", "1");
+    with_date.columns.insert("phase".into(), json!("Running"));
+    let mut without_date = sample_object("ns", "b", "1");
+    without_date.created_at = None;
+    let ops = vec![WriteOp::Upsert(with_date), WriteOp::Upsert(without_date)];
+    store
+        .write(&kind, WriteBatch { ops, epoch: 1 })
+        .await
+        .expect("write");
+    let table = store.table(&kind).expect("table");
+    let data = table.data.read();
+    let fields = [
+        SortField::Name,
+        SortField::CreatedAt,
+        SortField::Column("phase".into()),
+    ];
+    for field in fields {
+        for descending in [false, true] {
+            let mut query = ListQuery::default();
+            query.sort.field = field.clone();
+            query.sort.descending = descending;
+            let order = Order::new(&data.spec, &query).expect("order");
+            for entry in data.objects.values() {
+                let object = entry.record.to_mirror_object().expect("materialise");
+                let from_record = order.cursor_of_record(&entry.record).expect("cursor");
+                assert_eq!(from_record, order.cursor_of(&object), "{field:?}");
+            }
+        }
+    }
 }
