@@ -113,8 +113,7 @@ pub async fn run_kind(ctx: KindContext) {
         tracker: ctx.tracker.clone(),
         settings: ctx.settings.batch,
         next_epoch: Arc::new(move || epochs.next()),
-        // The memory store fails a write only when it lost the kind, which resyncs anyway.
-        retry_copies: ctx.store.backend() != "memory",
+        retry_copies: ctx.store.transient_write_failures(),
     };
     loop {
         register(&ctx).await;

@@ -259,6 +259,13 @@ pub trait Store: Send + Sync + 'static {
         RevisionModel::PerChange
     }
 
+    /// Whether `write` can fail and then succeed when retried (a remote backend going away), so
+    /// the pipeline keeps a copy of each batch for the retry. A backend that fails only when it
+    /// lost the kind (which resyncs it anyway) answers false and saves the deep copy.
+    fn transient_write_failures(&self) -> bool {
+        true
+    }
+
     /// Prepares storage for a kind (tables, prefixes). Idempotent; a changed spec (new columns)
     /// is applied without losing objects.
     async fn register(&self, kind: &KindSpec) -> Result<(), StoreError>;

@@ -349,6 +349,11 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    /// A write fails only for a kind that is not registered, which the pipeline resyncs.
+    fn transient_write_failures(&self) -> bool {
+        false
+    }
+
     async fn register(&self, kind: &KindSpec) -> Result<(), StoreError> {
         self.register_sync(kind)
     }
