@@ -30,7 +30,7 @@ async fn workload(kubeconfig: &std::path::Path, base: &str, round: usize) {
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: load-{i}, namespace: default}}\ndata: {{round: \"{round}\"}}\n"
         ));
     }
-    // A claim on a Stowage class gives the storage controller (once merged) something to do.
+    // A claim on a Stowage class gives the storage controller something to provision and bind.
     docs.push_str(
         "---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: observe-hostpath}\n\
          provisioner: stowage.io/hostpath\nallowVolumeExpansion: true\n\
