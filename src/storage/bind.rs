@@ -6,6 +6,7 @@ use crate::storage::quantity::{QuantityError, STORAGE, parse_bytes, volume_capac
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 /// On a PV or PVC: the controller (not the user) made the link.
@@ -226,17 +227,18 @@ fn volume_access_modes(volume: &PersistentVolume) -> &[String] {
         .unwrap_or(&[])
 }
 
-/// The volume's access modes as a set in upstream's canonical order (the index key).
-fn access_mode_set(volume: &PersistentVolume) -> Vec<String> {
+/// The volume's access modes as a set in upstream's canonical order (the index key). Borrowed:
+/// it is computed for every volume of every decision.
+fn access_mode_set(volume: &PersistentVolume) -> Vec<&str> {
     let modes = volume_access_modes(volume);
-    let mut set: Vec<String> = ACCESS_MODE_ORDER
+    let mut set: Vec<&str> = ACCESS_MODE_ORDER
         .iter()
-        .filter(|m| modes.iter().any(|v| v == *m))
-        .map(|m| m.to_string())
+        .copied()
+        .filter(|m| modes.iter().any(|v| v == m))
         .collect();
     for mode in modes {
-        if !set.contains(mode) {
-            set.push(mode.clone());
+        if !set.contains(&mode.as_str()) {
+            set.push(mode);
         }
     }
     set
@@ -358,25 +360,26 @@ fn find_in_group<'a>(
 
 /// Rules 1–5 of storage.md: the volume the claim should bind to, if any. `delay_binding`: the
 /// claim's class is WaitForFirstConsumer and no node is selected yet (only pre-bound volumes).
-pub fn find_matching_volume<'a>(
+pub fn find_matching_volume<'a, V: Borrow<PersistentVolume>>(
     claim: &PersistentVolumeClaim,
-    volumes: &'a [PersistentVolume],
+    volumes: &'a [V],
     delay_binding: bool,
 ) -> Option<&'a PersistentVolume> {
     let Ok(request) = request_bytes(claim) else {
         return None;
     };
     let wanted = claim_access_modes(claim);
-    let mut groups: BTreeMap<Vec<String>, Vec<&'a PersistentVolume>> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<&'a str>, Vec<&'a PersistentVolume>> = BTreeMap::new();
     for volume in volumes {
+        let volume = volume.borrow();
         groups
             .entry(access_mode_set(volume))
             .or_default()
             .push(volume);
     }
-    let mut candidates: Vec<(&Vec<String>, &Vec<&'a PersistentVolume>)> = groups
+    let mut candidates: Vec<(&Vec<&'a str>, &Vec<&'a PersistentVolume>)> = groups
         .iter()
-        .filter(|(set, _)| contains_all(set, wanted))
+        .filter(|(set, _)| wanted.iter().all(|w| set.contains(&w.as_str())))
         .collect();
     // Fewest modes first; the key breaks ties so the walk is deterministic.
     candidates.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)));
@@ -435,11 +438,32 @@ fn lost(claim: &PersistentVolumeClaim, volume: &str, reason: &str, message: &str
     }
 }
 
+/// True when `plan_claim` for `claim` could look at `volume` at all: the volume the claim names,
+/// a volume whose claimRef names the claim, or a free Available volume of the claim's class.
+/// Every other volume is skipped by rules 1–5, so `plan_claim` over only the volumes this keeps
+/// decides exactly as over all of them (the binder's index of candidates).
+pub fn may_concern_claim(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+    let volume_name = name(&volume.metadata);
+    if claim_volume_name(claim) == Some(volume_name) {
+        return true;
+    }
+    match claim_ref(volume) {
+        Some(reference) => {
+            reference.name.as_deref().unwrap_or("") == name(&claim.metadata)
+                && reference.namespace.as_deref().unwrap_or("")
+                    == claim.metadata.namespace.as_deref().unwrap_or("")
+        }
+        None => {
+            volume_phase(volume) == VOLUME_AVAILABLE && volume_class(volume) == claim_class(claim)
+        }
+    }
+}
+
 /// Binder-mode decision for one claim (upstream `syncClaim`). `volumes`: every PV; `class`: the
 /// claim's StorageClass when it exists.
-pub fn plan_claim(
+pub fn plan_claim<V: Borrow<PersistentVolume>>(
     claim: &PersistentVolumeClaim,
-    volumes: &[PersistentVolume],
+    volumes: &[V],
     class: Option<&StorageClass>,
 ) -> ClaimAction {
     if being_deleted(&claim.metadata) {
@@ -480,9 +504,9 @@ fn bind_or_complete(
     }
 }
 
-fn plan_unbound_claim(
+fn plan_unbound_claim<V: Borrow<PersistentVolume>>(
     claim: &PersistentVolumeClaim,
-    volumes: &[PersistentVolume],
+    volumes: &[V],
     class: Option<&StorageClass>,
 ) -> ClaimAction {
     if let Err(problem) = request_bytes(claim) {
@@ -525,7 +549,11 @@ fn plan_unbound_claim(
             ClaimAction::Provision
         };
     };
-    let Some(volume) = volumes.iter().find(|v| name(&v.metadata) == wanted) else {
+    let Some(volume) = volumes
+        .iter()
+        .map(|v| -> &PersistentVolume { v.borrow() })
+        .find(|v| name(&v.metadata) == wanted)
+    else {
         return pending(
             REASON_FAILED_BINDING,
             format!("volume {wanted:?} requested by the claim does not exist; waiting for it"),
@@ -549,7 +577,10 @@ fn plan_unbound_claim(
     )
 }
 
-fn plan_bound_claim(claim: &PersistentVolumeClaim, volumes: &[PersistentVolume]) -> ClaimAction {
+fn plan_bound_claim<V: Borrow<PersistentVolume>>(
+    claim: &PersistentVolumeClaim,
+    volumes: &[V],
+) -> ClaimAction {
     let Some(wanted) = claim_volume_name(claim) else {
         return lost(
             claim,
@@ -558,7 +589,11 @@ fn plan_bound_claim(claim: &PersistentVolumeClaim, volumes: &[PersistentVolume])
             "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
         );
     };
-    let Some(volume) = volumes.iter().find(|v| name(&v.metadata) == wanted) else {
+    let Some(volume) = volumes
+        .iter()
+        .map(|v| -> &PersistentVolume { v.borrow() })
+        .find(|v| name(&v.metadata) == wanted)
+    else {
         return lost(
             claim,
             wanted,

@@ -534,6 +534,13 @@ fn find_matching_volume_follows_rules_1_to_5() {
     for (what, claim, volumes, delay, want) in cases {
         let got = find_matching_volume(&claim, &volumes, delay).map(|v| name(&v.metadata));
         assert_eq!(got, want, "{what}");
+        // The binder decides over the candidates only; it must choose the same.
+        let candidates: Vec<&PersistentVolume> = volumes
+            .iter()
+            .filter(|v| may_concern_claim(v, &claim))
+            .collect();
+        let got = find_matching_volume(&claim, &candidates, delay).map(|v| name(&v.metadata));
+        assert_eq!(got, want, "{what} (candidates only)");
     }
 }
 
@@ -899,6 +906,15 @@ fn plan_claim_covers_rules_and_examples() {
     ];
     for (what, claim, volumes, class, want) in cases {
         assert_eq!(plan_claim(&claim, &volumes, class), want, "{what}");
+        let candidates: Vec<&PersistentVolume> = volumes
+            .iter()
+            .filter(|v| may_concern_claim(v, &claim))
+            .collect();
+        assert_eq!(
+            plan_claim(&claim, &candidates, class),
+            want,
+            "{what} (candidates only)"
+        );
     }
 }
 

@@ -9,11 +9,14 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::ResourceExt;
 use parking_lot::Mutex;
 
+/// A volume this replica wrote (`Some(resourceVersion)`) or is writing (`None`).
+type AssumedVolume = (Arc<PersistentVolume>, Option<u64>);
+
 /// Volume name → the version this replica wrote (`Some(resourceVersion)`) or is writing (`None`);
 /// claim uid → the resourceVersion of this replica's last write of it.
 #[derive(Default)]
 pub(super) struct Assumed {
-    volumes: Mutex<HashMap<String, (PersistentVolume, Option<u64>)>>,
+    volumes: Mutex<HashMap<String, AssumedVolume>>,
     claims: Mutex<HashMap<String, u64>>,
 }
 
@@ -59,35 +62,40 @@ impl Assumed {
         }
     }
 
-    /// Runs `decide` on the cached volumes overlaid with the assumed ones; when it returns a volume
-    /// to write, that volume is assumed (as being written) before the lock is released.
+    /// Runs `decide` on the cached volumes overlaid with the assumed ones, keeping only those
+    /// `relevant` accepts; when it returns a volume to write, that volume is assumed (as being
+    /// written) before the lock is released. Volumes are shared, not copied: a burst of claims
+    /// against many volumes must not cost claims × volumes deep copies.
     pub(super) fn decide<T>(
         &self,
         cached: Vec<Arc<PersistentVolume>>,
-        decide: impl FnOnce(&[PersistentVolume]) -> (T, Option<PersistentVolume>),
+        relevant: impl Fn(&PersistentVolume) -> bool,
+        decide: impl FnOnce(&[Arc<PersistentVolume>]) -> (T, Option<PersistentVolume>),
     ) -> T {
         let mut assumed = self.volumes.lock();
-        let mut volumes: Vec<PersistentVolume> = Vec::with_capacity(cached.len());
+        let mut volumes: Vec<Arc<PersistentVolume>> = Vec::new();
         for volume in cached {
-            let name = volume.name_any();
-            match assumed.get(&name) {
+            let seen = match volume.metadata.name.as_deref().and_then(|n| assumed.get(n)) {
                 // The write is in flight: the assumed version wins.
-                Some((mine, None)) => volumes.push(mine.clone()),
+                Some((mine, None)) => Arc::clone(mine),
                 // Written: the cache wins once it has caught up.
                 Some((mine, Some(written))) => {
                     if version(volume.as_ref()).is_some_and(|seen| seen >= *written) {
-                        assumed.remove(&name);
-                        volumes.push(volume.as_ref().clone());
+                        assumed.remove(&volume.name_any());
+                        volume
                     } else {
-                        volumes.push(mine.clone());
+                        Arc::clone(mine)
                     }
                 }
-                None => volumes.push(volume.as_ref().clone()),
+                None => volume,
+            };
+            if relevant(&seen) {
+                volumes.push(seen);
             }
         }
         let (outcome, reserve) = decide(&volumes);
         if let Some(volume) = reserve {
-            assumed.insert(volume.name_any(), (volume, None));
+            assumed.insert(volume.name_any(), (Arc::new(volume), None));
         }
         outcome
     }
@@ -99,7 +107,7 @@ impl Assumed {
         let mut assumed = self.volumes.lock();
         match written {
             Some(written) => {
-                assumed.insert(name, (volume, Some(written)));
+                assumed.insert(name, (Arc::new(volume), Some(written)));
             }
             None => {
                 assumed.remove(&name);
@@ -130,7 +138,7 @@ mod tests {
         })
     }
 
-    fn bound(volumes: &[PersistentVolume]) -> Vec<bool> {
+    fn bound(volumes: &[Arc<PersistentVolume>]) -> Vec<bool> {
         volumes
             .iter()
             .map(|v| v.labels().contains_key("bound"))
@@ -140,20 +148,36 @@ mod tests {
     #[test]
     fn a_reserved_volume_is_seen_as_written_until_the_cache_catches_up() {
         let assumed = Assumed::default();
-        let seen = assumed.decide(vec![volume("a", "5", false)], |volumes| {
-            (
-                bound(volumes),
-                Some(volume("a", "5", true).as_ref().clone()),
-            )
-        });
+        let seen = assumed.decide(
+            vec![volume("a", "5", false)],
+            |_| true,
+            |volumes| {
+                (
+                    bound(volumes),
+                    Some(volume("a", "5", true).as_ref().clone()),
+                )
+            },
+        );
         assert_eq!(seen, [false]);
         // In flight: the next decision sees the reservation although the cache is old.
-        let seen = assumed.decide(vec![volume("a", "5", false)], |v| (bound(v), None));
+        let seen = assumed.decide(
+            vec![volume("a", "5", false)],
+            |_| true,
+            |v| (bound(v), None),
+        );
         assert_eq!(seen, [true]);
         assumed.written(volume("a", "7", true).as_ref().clone());
-        let seen = assumed.decide(vec![volume("a", "6", false)], |v| (bound(v), None));
+        let seen = assumed.decide(
+            vec![volume("a", "6", false)],
+            |_| true,
+            |v| (bound(v), None),
+        );
         assert_eq!(seen, [true], "the cache is older than the write");
-        let seen = assumed.decide(vec![volume("a", "8", false)], |v| (bound(v), None));
+        let seen = assumed.decide(
+            vec![volume("a", "8", false)],
+            |_| true,
+            |v| (bound(v), None),
+        );
         assert_eq!(
             seen,
             [false],
@@ -165,11 +189,17 @@ mod tests {
     #[test]
     fn a_failed_write_forgets_the_reservation() {
         let assumed = Assumed::default();
-        assumed.decide(vec![volume("a", "5", false)], |_| {
-            ((), Some(volume("a", "5", true).as_ref().clone()))
-        });
+        assumed.decide(
+            vec![volume("a", "5", false)],
+            |_| true,
+            |_| ((), Some(volume("a", "5", true).as_ref().clone())),
+        );
         assumed.failed("a");
-        let seen = assumed.decide(vec![volume("a", "5", false)], |v| (bound(v), None));
+        let seen = assumed.decide(
+            vec![volume("a", "5", false)],
+            |_| true,
+            |v| (bound(v), None),
+        );
         assert_eq!(seen, [false]);
     }
 }
