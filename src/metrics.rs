@@ -105,6 +105,16 @@ impl Metrics {
             .map_err(|source| MetricsError::Register { name, source })
     }
 
+    /// Adds several collectors, as [`Metrics::register`] does, stopping at the first failure.
+    pub fn register_all(
+        &self,
+        collectors: Vec<Box<dyn prometheus::core::Collector>>,
+    ) -> Result<(), MetricsError> {
+        collectors
+            .into_iter()
+            .try_for_each(|collector| self.register(collector))
+    }
+
     /// The underlying registry, for code that needs to gather directly.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -136,6 +146,13 @@ impl Metrics {
             source: prometheus::Error::Msg(format!("metrics text is not UTF-8: {err}")),
         })
     }
+}
+
+/// Maps a failure to create the collector `name` (without the `stowage_` prefix) to an error
+/// naming it with the prefix.
+pub fn creation_error(name: &str) -> impl FnOnce(prometheus::Error) -> MetricsError + use<> {
+    let name = format!("{NAMESPACE}_{name}");
+    move |source| MetricsError::Register { name, source }
 }
 
 fn register_error(name: &str, source: prometheus::Error) -> MetricsError {

@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::metrics::{Metrics, MetricsError, NAMESPACE};
+use crate::metrics::{Metrics, MetricsError, creation_error};
 
 /// Cheap to clone; clones share the collectors.
 #[derive(Clone)]
@@ -43,18 +43,12 @@ impl CacheMetrics {
             Box::new(this.store_queries.clone()),
             Box::new(this.invalidations.clone()),
         ];
-        for collector in collectors {
-            metrics.register(collector)?;
-        }
+        metrics.register_all(collectors)?;
         Ok(this)
     }
 
     /// The collectors without a registry (tests, benchmarks, a cache built without metrics).
     pub fn unregistered() -> Result<Self, MetricsError> {
-        let error = |name: &str| {
-            let name = format!("{NAMESPACE}_{name}");
-            move |source| MetricsError::Register { name, source }
-        };
         let redis_buckets = vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
         ];
@@ -66,7 +60,7 @@ impl CacheMetrics {
                 ),
                 &["tier", "family", "result"],
             )
-            .map_err(error("cache_requests_total"))?,
+            .map_err(creation_error("cache_requests_total"))?,
             evictions: IntCounterVec::new(
                 Opts::new(
                     "cache_evictions_total",
@@ -74,14 +68,14 @@ impl CacheMetrics {
                 ),
                 &["tier"],
             )
-            .map_err(error("cache_evictions_total"))?,
+            .map_err(creation_error("cache_evictions_total"))?,
             l1_entries: IntGauge::new("cache_l1_entries", "Entries held by the in-process cache.")
-                .map_err(error("cache_l1_entries"))?,
+                .map_err(creation_error("cache_l1_entries"))?,
             l1_bytes: IntGauge::new(
                 "cache_l1_bytes",
                 "Bytes of keys and values held by the in-process cache.",
             )
-            .map_err(error("cache_l1_bytes"))?,
+            .map_err(creation_error("cache_l1_bytes"))?,
             redis_errors: IntCounterVec::new(
                 Opts::new(
                     "cache_redis_errors_total",
@@ -89,7 +83,7 @@ impl CacheMetrics {
                 ),
                 &["operation"],
             )
-            .map_err(error("cache_redis_errors_total"))?,
+            .map_err(creation_error("cache_redis_errors_total"))?,
             redis_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "cache_redis_duration_seconds",
@@ -98,12 +92,12 @@ impl CacheMetrics {
                 .buckets(redis_buckets),
                 &["operation"],
             )
-            .map_err(error("cache_redis_duration_seconds"))?,
+            .map_err(creation_error("cache_redis_duration_seconds"))?,
             redis_up: IntGauge::new(
                 "cache_redis_up",
                 "1 while the Redis cache tier answers, 0 when it is disabled or unreachable.",
             )
-            .map_err(error("cache_redis_up"))?,
+            .map_err(creation_error("cache_redis_up"))?,
             store_queries: IntCounterVec::new(
                 Opts::new(
                     "cache_store_queries_total",
@@ -111,12 +105,12 @@ impl CacheMetrics {
                 ),
                 &["family"],
             )
-            .map_err(error("cache_store_queries_total"))?,
+            .map_err(creation_error("cache_store_queries_total"))?,
             invalidations: IntCounter::new(
                 "cache_invalidations_total",
                 "Store changes this replica turned into cache invalidations.",
             )
-            .map_err(error("cache_invalidations_total"))?,
+            .map_err(creation_error("cache_invalidations_total"))?,
         })
     }
 }

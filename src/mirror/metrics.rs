@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::metrics::{Metrics, MetricsError, NAMESPACE};
+use crate::metrics::{Metrics, MetricsError, creation_error};
 
 /// Cheap to clone; clones share the collectors.
 #[derive(Clone)]
@@ -55,18 +55,12 @@ impl MirrorMetrics {
             Box::new(this.resyncs.clone()),
             Box::new(this.synced.clone()),
         ];
-        for collector in collectors {
-            metrics.register(collector)?;
-        }
+        metrics.register_all(collectors)?;
         Ok(this)
     }
 
     /// The collectors without a registry (unit tests).
     pub fn unregistered() -> Result<Self, MetricsError> {
-        let error = |name: &str| {
-            let name = format!("{NAMESPACE}_{name}");
-            move |source| MetricsError::Register { name, source }
-        };
         let lag_buckets = vec![
             0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ];
@@ -79,12 +73,12 @@ impl MirrorMetrics {
                 ),
                 &["kind", "type"],
             )
-            .map_err(error("mirror_events_total"))?,
+            .map_err(creation_error("mirror_events_total"))?,
             objects: IntGaugeVec::new(
                 Opts::new("mirror_objects", "Objects held in the store, by kind."),
                 &["kind"],
             )
-            .map_err(error("mirror_objects"))?,
+            .map_err(creation_error("mirror_objects"))?,
             sync_lag: HistogramVec::new(
                 HistogramOpts::new(
                     "mirror_sync_lag_seconds",
@@ -93,13 +87,13 @@ impl MirrorMetrics {
                 .buckets(lag_buckets),
                 &["kind"],
             )
-            .map_err(error("mirror_sync_lag_seconds"))?,
+            .map_err(creation_error("mirror_sync_lag_seconds"))?,
             batch_size: HistogramVec::new(
                 HistogramOpts::new("mirror_batch_size", "Operations per store write batch.")
                     .buckets(size_buckets),
                 &["kind"],
             )
-            .map_err(error("mirror_batch_size"))?,
+            .map_err(creation_error("mirror_batch_size"))?,
             write_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "store_write_duration_seconds",
@@ -107,7 +101,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("store_write_duration_seconds"))?,
+            .map_err(creation_error("store_write_duration_seconds"))?,
             store_errors: IntCounterVec::new(
                 Opts::new(
                     "store_errors_total",
@@ -115,12 +109,12 @@ impl MirrorMetrics {
                 ),
                 &["kind", "category"],
             )
-            .map_err(error("store_errors_total"))?,
+            .map_err(creation_error("store_errors_total"))?,
             breaker_state: IntGauge::new(
                 "store_breaker_state",
                 "State of the circuit breaker around store writes: 0 closed, 1 half-open, 2 open.",
             )
-            .map_err(error("store_breaker_state"))?,
+            .map_err(creation_error("store_breaker_state"))?,
             reconnects: IntCounterVec::new(
                 Opts::new(
                     "mirror_reconnects_total",
@@ -128,7 +122,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("mirror_reconnects_total"))?,
+            .map_err(creation_error("mirror_reconnects_total"))?,
             relists: IntCounterVec::new(
                 Opts::new(
                     "mirror_relists_total",
@@ -136,7 +130,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("mirror_relists_total"))?,
+            .map_err(creation_error("mirror_relists_total"))?,
             queue_depth: IntGaugeVec::new(
                 Opts::new(
                     "mirror_queue_depth",
@@ -144,7 +138,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("mirror_queue_depth"))?,
+            .map_err(creation_error("mirror_queue_depth"))?,
             resyncs: IntCounterVec::new(
                 Opts::new(
                     "mirror_resyncs_total",
@@ -152,7 +146,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("mirror_resyncs_total"))?,
+            .map_err(creation_error("mirror_resyncs_total"))?,
             synced: IntGaugeVec::new(
                 Opts::new(
                     "mirror_synced",
@@ -160,7 +154,7 @@ impl MirrorMetrics {
                 ),
                 &["kind"],
             )
-            .map_err(error("mirror_synced"))?,
+            .map_err(creation_error("mirror_synced"))?,
         })
     }
 

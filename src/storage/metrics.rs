@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
-use crate::metrics::{Metrics, MetricsError, NAMESPACE};
+use crate::metrics::{Metrics, MetricsError, creation_error};
 
 /// An operation counted in `stowage_storage_operations_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,18 +55,12 @@ impl StorageMetrics {
             Box::new(this.expansion_blocked.clone()),
             Box::new(this.reconcile_errors.clone()),
         ];
-        for collector in collectors {
-            metrics.register(collector)?;
-        }
+        metrics.register_all(collectors)?;
         Ok(this)
     }
 
     /// The collectors without a registry (unit tests).
     pub fn unregistered() -> Result<Self, MetricsError> {
-        let error = |name: &str| {
-            let name = format!("{NAMESPACE}_{name}");
-            move |source| MetricsError::Register { name, source }
-        };
         let buckets = vec![
             0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         ];
@@ -79,7 +73,7 @@ impl StorageMetrics {
                 .buckets(buckets),
                 &["class"],
             )
-            .map_err(error("storage_provision_duration_seconds"))?,
+            .map_err(creation_error("storage_provision_duration_seconds"))?,
             operations: IntCounterVec::new(
                 Opts::new(
                     "storage_operations_total",
@@ -87,7 +81,7 @@ impl StorageMetrics {
                 ),
                 &["operation", "class", "outcome", "reason"],
             )
-            .map_err(error("storage_operations_total"))?,
+            .map_err(creation_error("storage_operations_total"))?,
             claims: IntGaugeVec::new(
                 Opts::new(
                     "storage_claims",
@@ -95,7 +89,7 @@ impl StorageMetrics {
                 ),
                 &["phase", "class"],
             )
-            .map_err(error("storage_claims"))?,
+            .map_err(creation_error("storage_claims"))?,
             expansion_blocked: IntCounterVec::new(
                 Opts::new(
                     "storage_expansion_blocked_total",
@@ -103,7 +97,7 @@ impl StorageMetrics {
                 ),
                 &["class"],
             )
-            .map_err(error("storage_expansion_blocked_total"))?,
+            .map_err(creation_error("storage_expansion_blocked_total"))?,
             reconcile_errors: IntCounterVec::new(
                 Opts::new(
                     "storage_reconcile_errors_total",
@@ -111,7 +105,7 @@ impl StorageMetrics {
                 ),
                 &["reason"],
             )
-            .map_err(error("storage_reconcile_errors_total"))?,
+            .map_err(creation_error("storage_reconcile_errors_total"))?,
         })
     }
 
