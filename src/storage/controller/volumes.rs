@@ -213,20 +213,7 @@ async fn delete(volume: &PersistentVolume, ctx: &Context) -> Result<(), Controll
             let message = "the volume's reclaim policy is Delete but it was not provisioned by \
                            Stowage, which cannot remove its data: delete it by hand"
                 .to_owned();
-            set_phase(
-                volume,
-                bind::failed_volume_status(VOLUME_FAILED_DELETE, &message),
-                ctx,
-            )
-            .await?;
-            ctx.event(
-                volume,
-                EventType::Warning,
-                VOLUME_FAILED_DELETE,
-                "Reclaim",
-                message,
-            )
-            .await;
+            failed_delete(volume, message, ctx).await?;
         }
         return Ok(());
     };
@@ -258,26 +245,37 @@ async fn delete(volume: &PersistentVolume, ctx: &Context) -> Result<(), Controll
                 crate::report::chain(&err)
             );
             warn!(volume = %volume.name_any(), error = %message, "delete failed");
-            if ctx.mode == Mode::Binder && bind::volume_phase(volume) != bind::VOLUME_FAILED {
-                set_phase(
-                    volume,
-                    bind::failed_volume_status(VOLUME_FAILED_DELETE, &message),
-                    ctx,
-                )
-                .await?;
-            }
-            ctx.event(
-                volume,
-                EventType::Warning,
-                VOLUME_FAILED_DELETE,
-                "Reclaim",
-                message,
-            )
-            .await;
+            failed_delete(volume, message, ctx).await?;
             Err(ControllerError::Provision {
                 action: format!("delete the data of volume {}", volume.name_any()),
                 source: err,
             })
         }
     }
+}
+
+/// A volume whose data could not be removed: `Failed` in binder mode (the cluster's controller
+/// owns phases otherwise) and a `VolumeFailedDelete` Warning that says why.
+async fn failed_delete(
+    volume: &PersistentVolume,
+    message: String,
+    ctx: &Context,
+) -> Result<(), ControllerError> {
+    if ctx.mode == Mode::Binder && bind::volume_phase(volume) != bind::VOLUME_FAILED {
+        set_phase(
+            volume,
+            bind::failed_volume_status(VOLUME_FAILED_DELETE, &message),
+            ctx,
+        )
+        .await?;
+    }
+    ctx.event(
+        volume,
+        EventType::Warning,
+        VOLUME_FAILED_DELETE,
+        "Reclaim",
+        message,
+    )
+    .await;
+    Ok(())
 }
