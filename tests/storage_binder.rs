@@ -71,6 +71,18 @@ impl Scenario {
         self.volumes().get_opt(name).await.expect("read volume")
     }
 
+    /// Waits until the volume is Available (a new volume is not a binding candidate before).
+    async fn available(&self, name: &str) {
+        eventually(WAIT, &format!("volume {name} Available"), || async {
+            let volume = self.volume(name).await.ok_or("no volume")?;
+            match phase_of_volume(&volume) {
+                "Available" => Ok(()),
+                other => Err(format!("phase {other:?}")),
+            }
+        })
+        .await
+    }
+
     /// Waits until the claim is Bound; returns it.
     async fn bound(&self, name: &str) -> PersistentVolumeClaim {
         eventually(WAIT, &format!("claim {name} Bound"), || async {
@@ -207,6 +219,9 @@ async fn the_smallest_fitting_volume_binds() {
         let s = Scenario::start().await;
         s.create_volume(volume("pv-10g", "10Gi").build()).await;
         s.create_volume(volume("pv-1g", "1Gi").build()).await;
+        // Both must be candidates when the claim arrives, as in storage.md's example.
+        s.available("pv-10g").await;
+        s.available("pv-1g").await;
         s.create_claim(claim(NS, "small", "1Gi").class("").build())
             .await;
         assert_eq!(volume_name(&s.bound("small").await), "pv-1g");
