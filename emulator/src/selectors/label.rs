@@ -1,5 +1,7 @@
 //! Label selectors: the parsed requirements and how they match an object's labels.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::label_parser::{LabelParser, Tok, lex, unexpected};
@@ -64,7 +66,18 @@ impl LabelSelector {
 
     /// Whether every requirement holds for `labels` (absent labels behave like an empty map).
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        self.requirements.iter().all(|r| r.matches(labels))
+        self.requirements.iter().all(|r| {
+            let value = labels.and_then(|m| m.get(&r.key)).map(|v| match v {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(scalar_string(other)),
+            });
+            r.holds_for(value.as_deref())
+        })
+    }
+
+    /// The same test on labels held as strings (`label` looks one up), without copying them.
+    pub fn matches_strings<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements.iter().all(|r| r.holds_for(label(&r.key)))
     }
 
     /// The requirements, all of which must hold (stores push them into their own queries).
@@ -79,16 +92,16 @@ impl LabelSelector {
 }
 
 impl Requirement {
-    fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let value = labels.and_then(|m| m.get(&self.key)).map(scalar_string);
+    /// Whether the requirement holds for its label's value (`None`: no such label).
+    fn holds_for(&self, value: Option<&str>) -> bool {
         match (&self.op, value) {
             (LabelOp::Exists, v) => v.is_some(),
             (LabelOp::DoesNotExist, v) => v.is_none(),
-            (LabelOp::Equals(want), Some(v)) => *want == v,
-            (LabelOp::In(set), Some(v)) => set.contains(&v),
+            (LabelOp::Equals(want), Some(v)) => want == v,
+            (LabelOp::In(set), Some(v)) => set.iter().any(|s| s == v),
             // Like Go: a missing label satisfies `!=` and `notin`.
-            (LabelOp::NotEquals(want), v) => v.is_none_or(|v| *want != v),
-            (LabelOp::NotIn(set), v) => v.is_none_or(|v| !set.contains(&v)),
+            (LabelOp::NotEquals(want), v) => v.is_none_or(|v| want != v),
+            (LabelOp::NotIn(set), v) => v.is_none_or(|v| !set.iter().any(|s| s == v)),
             (LabelOp::GreaterThan(n), Some(v)) => v.parse::<i64>().is_ok_and(|v| v > *n),
             (LabelOp::LessThan(n), Some(v)) => v.parse::<i64>().is_ok_and(|v| v < *n),
             (_, None) => false,

@@ -53,6 +53,9 @@ fn label_selector_matching_table() {
     for (sel, want) in cases {
         let parsed = LabelSelector::parse(sel).unwrap_or_else(|e| panic!("{sel:?}: {e}"));
         assert_eq!(parsed.matches(Some(&l)), *want, "selector {sel:?}");
+        // Labels held as strings (the memory store's label sets) give the same answers.
+        let strings = |key: &str| l.get(key).and_then(Value::as_str);
+        assert_eq!(parsed.matches_strings(strings), *want, "strings {sel:?}");
     }
 }
 
@@ -68,6 +71,7 @@ fn label_selector_without_labels() {
     for (sel, want) in cases {
         let parsed = LabelSelector::parse(sel).unwrap_or_else(|e| panic!("{sel:?}: {e}"));
         assert_eq!(parsed.matches(None), *want, "selector {sel:?}");
+        assert_eq!(parsed.matches_strings(|_| None), *want, "strings {sel:?}");
     }
 }
 

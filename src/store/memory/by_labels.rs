@@ -8,10 +8,11 @@ use std::sync::Arc;
 use stowage_emulator::selectors::LabelSelector;
 
 use super::filter::Filter;
-use super::labels::{LabelSets, Members};
+use super::labels::LabelSets;
 use super::order::Order;
 use super::page::{KeyRange, Window, after_cursor_range, skipped};
 use super::record::{Key, Record};
+use super::set_index::{Selected, SetIndex};
 use crate::store::ListQuery;
 
 /// When a selector-only walk pays: the selector is evaluated once per distinct label set, so
@@ -22,8 +23,11 @@ pub(super) fn label_sets_are_few(sets: usize, objects: usize) -> bool {
 
 /// Name order with a label selector (and maybe a name search), walking only the members of the
 /// label sets the selector matches. Equals [`filtered_in_map_order`] for such queries; costs the
-/// matching entries rather than the whole namespace. The sets are disjoint, so the total is
-/// counted set by set; only the page itself is merged into key order, from the cursor on.
+/// matching sets rather than the whole namespace. The sets are disjoint, so the total is counted
+/// set by set on their flat snapshots ([`SetIndex`]); only the page itself is merged into key
+/// order, from the cursor on.
+///
+/// [`filtered_in_map_order`]: super::page::filtered_in_map_order
 pub(super) fn label_set_members_in_map_order(
     sets: &LabelSets,
     selector: &LabelSelector,
@@ -32,24 +36,20 @@ pub(super) fn label_set_members_in_map_order(
     order: &Order<'_>,
     query: &ListQuery,
 ) -> Window {
-    let matching: Vec<&Members> = sets
+    let needle = filter.name_finder();
+    let matching: Vec<(&SetIndex, Selected)> = sets
         .iter()
-        .filter(|(set, _)| selector.matches(Some(&set.json)))
-        .map(|(_, members)| members)
+        .filter(|(set, _)| selector.matches_strings(|key| set.map.get(key).map(String::as_str)))
+        .map(|(_, members)| {
+            let index = members.index();
+            let selected = index.select(index.positions(&scope), needle);
+            (index, selected)
+        })
         .collect();
     // Matches before the cursor count towards the total but are not returned.
-    let total = matching
-        .iter()
-        .map(|members| {
-            members
-                .range(scope.clone())
-                .filter(|(key, _)| filter.name_matches(&key.name))
-                .count()
-        })
-        .sum();
     let mut window = Window {
         items: Vec::new(),
-        total,
+        total: matching.iter().map(|(_, selected)| selected.len()).sum(),
         more: false,
     };
     let cursor = query
@@ -59,14 +59,19 @@ pub(super) fn label_set_members_in_map_order(
     let Some(range) = after_cursor_range(scope, cursor, order.descending) else {
         return window;
     };
-    let ranges = matching.iter().map(|members| members.range(range.clone()));
-    let merged: Box<dyn Iterator<Item = (&Key, &Arc<Record>)>> = if order.descending {
-        Box::new(merge(ranges.map(Iterator::rev).collect(), true))
-    } else {
-        Box::new(merge(ranges.collect(), false))
-    };
-    let mut items: Vec<Arc<Record>> = merged
-        .filter(|(key, _)| filter.name_matches(&key.name))
+    let walks = matching.iter().map(|(index, selected)| {
+        let positions = selected.within(index.positions(&range));
+        let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
+            Box::new(positions.rev())
+        } else {
+            positions
+        };
+        positions.map(|p| {
+            let record = index.record(p);
+            (&record.key, record)
+        })
+    });
+    let mut items: Vec<Arc<Record>> = merge(walks.collect(), order.descending)
         .skip(skipped(query))
         .take(query.limit.saturating_add(1))
         .map(|(_, record)| Arc::clone(record))

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use memchr::memmem::Finder;
 use serde_json::Value;
 use stowage_emulator::selectors::LabelSelector;
 
@@ -97,7 +98,8 @@ const LABEL_MEMO_LIMIT: usize = 4096;
 
 /// The query's filters, validated against the kind.
 pub(super) struct Filter<'q> {
-    search: Option<String>,
+    /// The lower-cased name search.
+    search: Option<Finder<'static>>,
     labels: Option<&'q LabelSelector>,
     columns: Vec<(ColumnRef<'q>, &'q str)>,
     /// Selector results by label set (the shared set's address).
@@ -116,7 +118,7 @@ impl<'q> Filter<'q> {
                 .search
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .map(str::to_lowercase),
+                .map(|s| Finder::new(&s.to_lowercase()).into_owned()),
             labels: query.labels.as_ref().filter(|s| !s.is_empty()),
             columns,
             label_memo: HashMap::new(),
@@ -134,30 +136,14 @@ impl<'q> Filter<'q> {
         self.labels.filter(|_| self.columns.is_empty())
     }
 
-    /// The name search alone, on an original (not lower-cased) name.
-    pub(super) fn name_matches(&self, name: &str) -> bool {
-        let Some(needle) = &self.search else {
-            return true;
-        };
-        if name.is_ascii() && !name.bytes().any(|b| b.is_ascii_uppercase()) {
-            // Already lower case, as Kubernetes names are: a plain substring search.
-            name.contains(needle.as_str())
-        } else if name.is_ascii() {
-            // A lower-cased needle with a non-ASCII character cannot occur in an ASCII name.
-            let needle = needle.as_bytes();
-            needle.is_empty()
-                || name
-                    .as_bytes()
-                    .windows(needle.len())
-                    .any(|window| window.eq_ignore_ascii_case(needle))
-        } else {
-            name.to_lowercase().contains(needle.as_str())
-        }
+    /// The lower-cased name search, when the query has one.
+    pub(super) fn name_finder(&self) -> Option<&Finder<'static>> {
+        self.search.as_ref()
     }
 
     pub(super) fn matches(&mut self, entry: &Entry) -> bool {
         if let Some(needle) = &self.search
-            && !entry.name.contains(needle.as_bytes())
+            && !entry.name.contains(needle)
         {
             return false;
         }

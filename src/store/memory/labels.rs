@@ -4,11 +4,13 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
 use super::record::{Key, Record};
+use super::set_index::SetIndex;
 
 /// One distinct set of labels, in both forms the store reads.
 #[derive(Debug, PartialEq)]
@@ -44,7 +46,39 @@ impl Borrow<BTreeMap<String, String>> for Shared {
 
 /// The table entries using one label set, in key order: a list with a label selector visits only
 /// the entries of the sets the selector matches, instead of every entry of the namespace.
-pub(super) type Members = BTreeMap<Key, Arc<Record>>;
+#[derive(Default)]
+pub(super) struct Members {
+    entries: BTreeMap<Key, Arc<Record>>,
+    /// The flat form lists read, built on the first list after a change.
+    index: OnceLock<SetIndex>,
+}
+
+impl Members {
+    fn insert(&mut self, key: Key, record: Arc<Record>) {
+        self.entries.insert(key, record);
+        self.index.take();
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.entries.remove(key).is_some() {
+            self.index.take();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The members as lists read them.
+    pub fn index(&self) -> &SetIndex {
+        self.index.get_or_init(|| SetIndex::build(&self.entries))
+    }
+
+    #[cfg(test)]
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.entries.keys()
+    }
+}
 
 /// Interned label sets of one table, each with the table entries using it. Change-log records may
 /// keep a set alive after its last entry is gone; it is forgotten here all the same.
@@ -65,7 +99,7 @@ impl LabelSets {
             json,
             map: labels.clone(),
         });
-        self.0.insert(Shared(Arc::clone(&set)), Members::new());
+        self.0.insert(Shared(Arc::clone(&set)), Members::default());
         set
     }
 
@@ -128,17 +162,9 @@ impl LowerName {
     }
 
     /// Substring test on UTF-8 bytes: a valid UTF-8 needle can only match at character
-    /// boundaries, so this equals `str::contains` without its per-call searcher setup.
-    pub fn contains(&self, needle: &[u8]) -> bool {
-        let haystack = self.as_bytes();
-        match needle {
-            [] => true,
-            [first, rest @ ..] => haystack
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| *b == first)
-                .any(|(i, _)| haystack.get(i + 1..i + 1 + rest.len()) == Some(rest)),
-        }
+    /// boundaries, so this equals `str::contains`.
+    pub fn contains(&self, needle: &Finder<'_>) -> bool {
+        needle.find(self.as_bytes()).is_some()
     }
 }
 
@@ -215,10 +241,10 @@ mod tests {
             (&long, "x-tail", true),
             (&long, "tail-", false),
         ] {
-            assert_eq!(name.contains(needle.as_bytes()), expected, "{needle:?}");
+            assert_eq!(name.contains(&Finder::new(needle)), expected, "{needle:?}");
         }
         let unicode = LowerName::new("ÜNÏ-名前");
-        assert!(unicode.contains("ünï".as_bytes()));
-        assert!(unicode.contains("名前".as_bytes()));
+        assert!(unicode.contains(&Finder::new("ünï")));
+        assert!(unicode.contains(&Finder::new("名前")));
     }
 }

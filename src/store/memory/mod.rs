@@ -32,6 +32,7 @@ mod log;
 mod order;
 mod page;
 mod record;
+mod set_index;
 mod table;
 
 use std::collections::{BTreeMap, HashMap};

@@ -57,7 +57,7 @@ impl BatchScratch {
 #[derive(Debug, Clone)]
 enum Body {
     /// Serialised once (compact JSON).
-    Json(Arc<[u8]>),
+    Json(Bytes),
     /// Nested too deeply to be read back from JSON: kept as given.
     Tree(Arc<Value>),
 }
@@ -70,7 +70,7 @@ impl Body {
         }
         buffer.clear();
         match serde_json::to_writer(&mut *buffer, object) {
-            Ok(()) => Self::Json(Arc::from(buffer.as_slice())),
+            Ok(()) => Self::Json(Bytes::copy_from_slice(buffer)),
             Err(_) => Self::Tree(Arc::new(object.clone())),
         }
     }
@@ -180,7 +180,7 @@ impl Record {
     /// The object as compact JSON: the stored bytes themselves when it was serialised.
     pub fn json(&self) -> Result<Bytes, StoreError> {
         match &self.body {
-            Body::Json(bytes) => Ok(Bytes::from_owner(Arc::clone(bytes))),
+            Body::Json(bytes) => Ok(bytes.clone()),
             Body::Tree(object) => serde_json::to_vec(&**object).map(Bytes::from).map_err(|e| {
                 StoreError::Unavailable {
                     message: format!(
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(kept, ["spec", "status", "phase"]);
         assert!(matches!(
             (&record.body, &moved.body),
-            (Body::Json(a), Body::Json(b)) if Arc::ptr_eq(a, b)
+            (Body::Json(a), Body::Json(b)) if a.as_ptr() == b.as_ptr()
         ));
     }
 }

@@ -1,0 +1,290 @@
+//! A label set's members as one flat snapshot for lists: their records in key order and their
+//! lower-cased names in one buffer. A name search is then one SIMD substring scan over the set
+//! instead of a comparison per member behind a pointer, and a namespace is a binary search.
+//! The snapshot is built by the first list after the set changed.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, Range};
+use std::sync::Arc;
+
+use memchr::memmem::Finder;
+
+use super::page::KeyRange;
+use super::record::{Key, Record};
+
+/// Separates names in the buffer; a match across it is rejected anyway (see [`SetIndex::search`]).
+const SEPARATOR: u8 = 0;
+
+pub(super) struct SetIndex {
+    /// The members in key order.
+    records: Vec<Arc<Record>>,
+    /// Each member's lower-cased name followed by [`SEPARATOR`].
+    names: Vec<u8>,
+    /// Where each member's name starts in `names`, plus the buffer's length at the end.
+    starts: Vec<usize>,
+    /// Each namespace of the members with their positions, in order: a key is found by its
+    /// namespace first, so a namespace's bounds cost no name comparisons.
+    namespaces: Vec<(Arc<str>, Range<usize>)>,
+}
+
+/// The members of one set a list's filters select: a whole range (no name search) or positions.
+pub(super) enum Selected {
+    Range(Range<usize>),
+    Positions(Vec<usize>),
+}
+
+impl Selected {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Range(range) => range.len(),
+            Self::Positions(positions) => positions.len(),
+        }
+    }
+
+    /// The selected positions inside `within`, in ascending order.
+    pub(super) fn within(
+        &self,
+        within: Range<usize>,
+    ) -> Box<dyn DoubleEndedIterator<Item = usize> + '_> {
+        match self {
+            Self::Range(range) => {
+                Box::new(range.start.max(within.start)..range.end.min(within.end))
+            }
+            Self::Positions(positions) => {
+                let from = positions.partition_point(|&p| p < within.start);
+                let to = positions.partition_point(|&p| p < within.end);
+                Box::new(positions[from..to].iter().copied())
+            }
+        }
+    }
+}
+
+impl SetIndex {
+    pub(super) fn build(members: &BTreeMap<Key, Arc<Record>>) -> Self {
+        let mut index = Self {
+            records: Vec::with_capacity(members.len()),
+            names: Vec::new(),
+            starts: Vec::with_capacity(members.len() + 1),
+            namespaces: Vec::new(),
+        };
+        for (position, record) in members.values().enumerate() {
+            match index.namespaces.last_mut() {
+                Some((namespace, range)) if *namespace == record.key.namespace => {
+                    range.end = position + 1;
+                }
+                _ => index
+                    .namespaces
+                    .push((Arc::clone(&record.key.namespace), position..position + 1)),
+            }
+            index.starts.push(index.names.len());
+            index
+                .names
+                .extend_from_slice(record.key.name.to_lowercase().as_bytes());
+            index.names.push(SEPARATOR);
+            index.records.push(Arc::clone(record));
+        }
+        index.starts.push(index.names.len());
+        index
+    }
+
+    pub(super) fn record(&self, position: usize) -> &Arc<Record> {
+        &self.records[position]
+    }
+
+    /// Positions of the members whose keys lie in `range`.
+    pub(super) fn positions(&self, range: &KeyRange) -> Range<usize> {
+        let start = match &range.0 {
+            Bound::Unbounded => 0,
+            Bound::Included(key) => self.before(key, false),
+            Bound::Excluded(key) => self.before(key, true),
+        };
+        let end = match &range.1 {
+            Bound::Unbounded => self.records.len(),
+            Bound::Included(key) => self.before(key, true),
+            Bound::Excluded(key) => self.before(key, false),
+        };
+        start..end.max(start)
+    }
+
+    /// How many members come before `key` (`and_key`: before it or equal to it).
+    fn before(&self, key: &Key, and_key: bool) -> usize {
+        let block = self
+            .namespaces
+            .partition_point(|(namespace, _)| **namespace < *key.namespace);
+        let Some((namespace, members)) = self.namespaces.get(block) else {
+            return self.records.len();
+        };
+        if *namespace != key.namespace {
+            // Every member of this block comes after `key`.
+            return members.start;
+        }
+        let names = &self.records[members.clone()];
+        members.start
+            + if and_key {
+                names.partition_point(|r| *r.key.name <= *key.name)
+            } else {
+                names.partition_point(|r| *r.key.name < *key.name)
+            }
+    }
+
+    /// The members in `range` whose lower-cased name contains `needle` (all of them without one).
+    pub(super) fn select(&self, range: Range<usize>, needle: Option<&Finder<'_>>) -> Selected {
+        match needle {
+            None => Selected::Range(range),
+            Some(finder) => Selected::Positions(self.search(range, finder)),
+        }
+    }
+
+    fn search(&self, range: Range<usize>, finder: &Finder<'_>) -> Vec<usize> {
+        let mut found = Vec::new();
+        let end = self.starts[range.end];
+        let mut at = self.starts[range.start];
+        let mut member = range.start;
+        while at < end {
+            let Some(offset) = finder.find(&self.names[at..end]) else {
+                break;
+            };
+            let hit = at + offset;
+            // The member whose name holds the hit's first byte.
+            member += self.starts[member + 1..=range.end].partition_point(|&s| s <= hit);
+            let name_end = self.starts[member + 1] - 1;
+            if hit + finder.needle().len() <= name_end {
+                found.push(member);
+                member += 1;
+                at = self.starts[member];
+            } else {
+                // Runs into the next name: not a match of this one.
+                at = hit + 1;
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::labels::LabelSets;
+
+    fn index(names: &[(&str, &str)]) -> SetIndex {
+        let kind = crate::store::conformance::sample_kind("SetIndex");
+        let layout = Arc::new(super::super::layout::Layout::new(&kind));
+        let set = LabelSets::default().intern(&BTreeMap::new());
+        let mut members = BTreeMap::new();
+        for (ns, name) in names {
+            let object = crate::store::conformance::sample_object(ns, name, "1");
+            let (record, _) = Record::new(
+                object,
+                Key::new(ns, name),
+                Arc::clone(&set),
+                &layout,
+                &mut Default::default(),
+            );
+            members.insert(Key::new(ns, name), Arc::new(record));
+        }
+        SetIndex::build(&members)
+    }
+
+    fn names(index: &SetIndex, positions: impl Iterator<Item = usize>) -> Vec<String> {
+        positions
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    index.record(p).key.namespace,
+                    index.record(p).key.name
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn search_finds_each_member_once_and_never_across_names() {
+        let index = index(&[
+            ("a", "ab"),
+            ("a", "ba-Web"),
+            ("b", "webweb"),
+            ("b", "x"),
+            ("b", "ÄÖ-web"),
+        ]);
+        let all = index.positions(&(Bound::Unbounded, Bound::Unbounded));
+        assert_eq!(all, 0..5);
+        let search = |needle: &str, range: Range<usize>| {
+            let finder = Finder::new(needle);
+            let selected = index.select(range.clone(), Some(&finder));
+            names(&index, selected.within(range))
+        };
+        assert_eq!(
+            search("web", all.clone()),
+            ["a/ba-Web", "b/webweb", "b/ÄÖ-web"]
+        );
+        // "bba" only exists across "ab" and "ba-web".
+        assert_eq!(search("bba", all.clone()), Vec::<String>::new());
+        assert_eq!(search("b\0b", all.clone()), Vec::<String>::new());
+        assert_eq!(search("äö", all.clone()), ["b/ÄÖ-web"]);
+        assert_eq!(search("x", all.clone()), ["b/x"]);
+        let b = index.positions(&(
+            Bound::Included(Key::new("b", "")),
+            Bound::Excluded(Key::new("b\0", "")),
+        ));
+        assert_eq!(b, 2..5);
+        assert_eq!(search("web", b.clone()), ["b/webweb", "b/ÄÖ-web"]);
+        assert_eq!(search("ab", b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn positions_follow_bounds_and_selections_follow_windows() {
+        let index = index(&[("a", "1"), ("a", "2"), ("a", "3"), ("b", "1")]);
+        let key = Key::new;
+        assert_eq!(
+            index.positions(&(Bound::Excluded(key("a", "1")), Bound::Unbounded)),
+            1..4
+        );
+        assert_eq!(
+            index.positions(&(
+                Bound::Included(key("a", "2")),
+                Bound::Included(key("a", "3"))
+            )),
+            1..3
+        );
+        assert_eq!(
+            index.positions(&(Bound::Unbounded, Bound::Excluded(key("a", "1")))),
+            0..0
+        );
+        assert_eq!(
+            index.positions(&(Bound::Included(key("c", "")), Bound::Unbounded)),
+            4..4
+        );
+        // Namespace scopes, and keys in a namespace no member has.
+        let namespace = |ns: &str| {
+            (
+                Bound::Included(key(ns, "")),
+                Bound::Excluded(key(&format!("{ns}\0"), "")),
+            )
+        };
+        assert_eq!(index.positions(&namespace("a")), 0..3);
+        assert_eq!(index.positions(&namespace("b")), 3..4);
+        assert_eq!(index.positions(&namespace("aa")), 3..3);
+        assert_eq!(index.positions(&namespace("")), 0..0);
+        assert_eq!(
+            index.positions(&(
+                Bound::Excluded(key("a", "3")),
+                Bound::Included(key("b", "1"))
+            )),
+            3..4
+        );
+        assert_eq!(
+            index.positions(&(
+                Bound::Included(key("a", "9")),
+                Bound::Excluded(key("aa", ""))
+            )),
+            3..3
+        );
+        let all = index.select(0..4, None);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all.within(1..3).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(all.within(1..3).rev().collect::<Vec<_>>(), [2, 1]);
+        let some = Selected::Positions(vec![0, 2, 3]);
+        assert_eq!(some.within(1..4).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(some.within(1..2).count(), 0);
+    }
+}
