@@ -584,12 +584,19 @@ async fn feed_from_memory_matches_a_watch() {
             .await
             .expect("register");
     }
-    // The follower connects in the background: wait until a feed answer comes from memory.
+    // The first feed read starts the follower in the background: wait until a feed answer comes
+    // from memory. Each probe is a new revision (the follower holds what came after its start).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut probe = 0u32;
     let start = loop {
-        let written = put(&store, &pods, sample_object("ns", "probe", "1"))
-            .await
-            .expect("probe write");
+        probe += 1;
+        let written = put(
+            &store,
+            &pods,
+            sample_object("ns", "probe", &probe.to_string()),
+        )
+        .await
+        .expect("probe write");
         let answered = store.feed_answers_from_memory();
         timed("probe feed", store.changes(None, written.revision - 1, 10))
             .await
@@ -673,4 +680,49 @@ fn shared_store_at(store: &EtcdStore) -> EtcdStore {
         vec!["http://127.0.0.1:2379".into()],
         prefix.trim_end_matches('/'),
     ))
+}
+
+/// The follower watch streams every written value back from etcd, so it runs only while the
+/// change feed is read: a store nobody reads from does not watch; a subscription starts the
+/// watch, and changes written by another store on the same prefix then wake the subscriber.
+#[tokio::test]
+async fn the_follower_watches_only_while_the_feed_is_read() {
+    let store = shared_store("/demand");
+    let kind = sample_kind("Demand");
+    timed("register", store.register(&kind))
+        .await
+        .expect("register");
+    for i in 0..3 {
+        put(&store, &kind, sample_object("ns", &format!("o{i}"), "1"))
+            .await
+            .expect("write");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!store.is_following(), "nobody reads the feed: no watch");
+    let mut subscription = store.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.is_following() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a subscription starts the follower"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    subscription.borrow_and_update();
+    // Only the follower hears another process's writes.
+    let other = shared_store_at(&store);
+    timed("register", other.register(&kind))
+        .await
+        .expect("register on the second store");
+    let written = put(&other, &kind, sample_object("ns", "elsewhere", "1"))
+        .await
+        .expect("write elsewhere");
+    timed("wake", subscription.wait_for(|at| *at >= written.revision))
+        .await
+        .expect("the subscriber is woken by the other store's write");
+    let changes = timed("feed", store.changes(Some(&kind), written.revision - 1, 10))
+        .await
+        .expect("feed");
+    let names: Vec<&str> = changes.iter().map(|c| c.object.name.as_str()).collect();
+    assert_eq!(names, ["elsewhere"]);
 }

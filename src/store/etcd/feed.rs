@@ -1,6 +1,7 @@
-//! The change feed from etcd's native watch. A background follower keeps one watch on the whole
-//! prefix (reconnecting with backoff when etcd goes away): it wakes subscribers and keeps the
-//! recent events (`recent`), from which `changes` answers when they cover `since`. Otherwise
+//! The change feed from etcd's native watch. While the feed is read (see `demand`), a background
+//! follower keeps one watch on the whole prefix (reconnecting with backoff when etcd goes away):
+//! it wakes subscribers and keeps the recent events (`recent`), from which `changes` answers when
+//! they cover `since`. Otherwise
 //! `changes` opens a watch from `since + 1` and collects events up to the last revision this store
 //! wrote; a compacted `since` is `Expired` (the REST feed's 410).
 
@@ -14,6 +15,7 @@ use tracing::{debug, warn};
 
 use super::EtcdStore;
 use super::connect::{Connection, call, unavailable};
+use super::demand::Demand;
 use super::recent::Recent;
 use crate::mirror::kind::KindSpec;
 use crate::store::{Change, ChangeType, Revision, StoreError};
@@ -39,6 +41,7 @@ impl EtcdStore {
         since: Revision,
         limit: usize,
     ) -> Result<Vec<Change>, StoreError> {
+        self.demand.touch();
         let clients = self.conn.clients().await?;
         let last = self.last_write().await?;
         if since >= last || limit == 0 {
@@ -215,14 +218,23 @@ pub(super) struct Follower {
     pub marker: String,
     pub notify: Arc<watch::Sender<Revision>>,
     pub recent: Arc<Recent>,
+    pub demand: Arc<Demand>,
 }
 
 /// Follows every change under the prefix (other processes' too) to wake subscribers and keep the
-/// recent events; runs until aborted, reconnecting with backoff.
+/// recent events while the feed is read; runs until aborted, reconnecting with backoff.
 pub(super) async fn follow(follower: Follower) {
     let mut backoff = Duration::from_millis(100);
+    let subscribers = || follower.notify.receiver_count();
     loop {
-        let result = follow_once(&follower).await;
+        follower.demand.until_wanted(subscribers).await;
+        let result = tokio::select! {
+            result = follow_once(&follower) => result,
+            () = follower.demand.until_idle(subscribers) => {
+                debug!("nobody reads the change feed; etcd watch closed");
+                Ok(())
+            }
+        };
         follower.recent.stop();
         match result {
             Ok(()) => backoff = Duration::from_millis(100),

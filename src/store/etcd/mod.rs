@@ -12,6 +12,7 @@
 
 mod codec;
 mod connect;
+mod demand;
 mod feed;
 mod index;
 pub mod keys;
@@ -51,6 +52,8 @@ pub struct EtcdStore {
     notify: Arc<watch::Sender<Revision>>,
     /// Recent changes under the prefix, kept by the follower for the change feed.
     recent: Arc<recent::Recent>,
+    /// Whether anyone reads the feed (the follower runs only then).
+    demand: Arc<demand::Demand>,
     follower: JoinHandle<()>,
 }
 
@@ -84,12 +87,14 @@ impl EtcdStore {
         let (notify, _) = watch::channel(0);
         let notify = Arc::new(notify);
         let recent = Arc::new(recent::Recent::new());
+        let demand = Arc::new(demand::Demand::default());
         let follower = tokio::spawn(feed::follow(feed::Follower {
             conn: Arc::clone(&conn),
             root: layout.root(),
             marker: layout.marker(),
             notify: Arc::clone(&notify),
             recent: Arc::clone(&recent),
+            demand: Arc::clone(&demand),
         }));
         Self {
             conn,
@@ -98,8 +103,14 @@ impl EtcdStore {
             known: AtomicU64::new(0),
             notify,
             recent,
+            demand,
             follower,
         }
+    }
+
+    /// Whether the follower watch is running (it does while the feed is read).
+    pub fn is_following(&self) -> bool {
+        self.recent.head().is_some()
     }
 
     /// How many change-feed answers came from the follower's recent events instead of a watch
@@ -257,6 +268,8 @@ impl Store for EtcdStore {
     }
 
     fn subscribe(&self) -> watch::Receiver<Revision> {
-        self.notify.subscribe()
+        let receiver = self.notify.subscribe();
+        self.demand.touch();
+        receiver
     }
 }

@@ -88,6 +88,10 @@ impl Recent {
 
     /// Waits until `last` was received, at most `wait`; false when it was not.
     pub(super) async fn wait_for(&self, last: Revision, wait: std::time::Duration) -> bool {
+        if self.head().is_none() {
+            // Not following (nobody read the feed lately, or the watch is down).
+            return false;
+        }
         let mut progress = self.progress.subscribe();
         let arrived = progress.wait_for(|head| *head >= last);
         tokio::time::timeout(wait, arrived)
