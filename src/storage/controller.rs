@@ -170,10 +170,15 @@ pub async fn run(
         .reflect(class_writer)
         .applied_objects();
 
-    let claim_controller = Controller::new(claim_api.clone(), config.clone());
-    let volume_controller = Controller::new(volume_api.clone(), config.clone());
-    let claims = claim_controller.store();
-    let volumes = volume_controller.store();
+    // One watch per kind feeds both controllers (each decoded once, cached without managedFields).
+    let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
+    let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
+    let (claim_feed, claim_applied, claim_touched) =
+        shared_watch(claim_api, config.clone(), claim_writer, &shutdown);
+    let (volume_feed, volume_applied, volume_touched) =
+        shared_watch(volume_api, config.clone(), volume_writer, &shutdown);
+    let claim_controller = Controller::for_stream(claim_applied, claims.clone());
+    let volume_controller = Controller::for_stream(volume_applied, volumes.clone());
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -199,7 +204,7 @@ pub async fn run(
     // class always finds it in the cache (a second watch could deliver it first).
     let (class_changed, class_changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let claim_run = claim_controller
-        .watches(volume_api.clone(), config.clone(), move |volume| {
+        .watches_stream(volume_touched, move |volume| {
             claims_of_volume(&volume_claims, volume)
         })
         .watches(
@@ -220,7 +225,7 @@ pub async fn run(
             future::ready(())
         });
     let volume_run = volume_controller
-        .watches(claim_api, config, volumes_of_claim)
+        .watches_stream(claim_touched, volumes_of_claim)
         .reconcile_all_on(became_leader(leading.clone()))
         .graceful_shutdown_on(shutdown.wait_owned())
         .run(volumes::reconcile, volumes::error_policy, Arc::clone(&ctx))
@@ -248,7 +253,14 @@ pub async fn run(
     metrics.initialize_reconcile_errors(ControllerError::CATEGORIES);
     let gauge = claim_gauge(&claims, &classes, &metrics, leading, &shutdown);
     let everything = async {
-        tokio::join!(claim_run, volume_run, classes_run, gauge);
+        tokio::join!(
+            claim_run,
+            volume_run,
+            classes_run,
+            gauge,
+            claim_feed,
+            volume_feed
+        );
     };
     // Graceful shutdown lets running reconciles finish; a controller whose watches never
     // connected (API server unreachable) does not end on its own, so it is cut off after a grace.
@@ -260,6 +272,67 @@ pub async fn run(
         } => warn!(grace = ?SHUTDOWN_GRACE, "storage controller stopped before its reconciles finished"),
     }
     info!("storage controller stopped");
+}
+
+/// A trigger stream of a controller.
+type Triggers<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// One watch of `K` (`managedFields` dropped) reflected into `writer`, fanned out after the store
+/// has the change: applied objects (the own controller's trigger, as `Controller::new` has it)
+/// and touched ones, deletions included (the other controller's `watches`). The future drives
+/// the watch until `shutdown`.
+fn shared_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    shutdown: &Shutdown,
+) -> (
+    impl Future<Output = ()> + Send + use<K>,
+    Triggers<K>,
+    Triggers<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (touched_tx, touched_rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect(writer);
+    let shutdown = shutdown.clone();
+    let feed = async move {
+        let mut events = std::pin::pin!(events);
+        loop {
+            let event = tokio::select! {
+                next = events.next() => next,
+                () = shutdown.wait() => return,
+            };
+            match event {
+                Some(Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object))) => {
+                    let _ = applied_tx.send(Ok(object.clone()));
+                    let _ = touched_tx.send(Ok(object));
+                }
+                Some(Ok(watcher::Event::Delete(object))) => {
+                    let _ = touched_tx.send(Ok(object));
+                }
+                Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
+                Some(Err(err)) => {
+                    warn!(kind = %K::kind(&()), error = %err, "watch failed; retrying")
+                }
+                None => return,
+            }
+        }
+    };
+    let stream =
+        |rx| tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed() as Triggers<K>;
+    (feed, stream(applied_rx), stream(touched_rx))
 }
 
 /// Drops `managedFields` before an object is cached.

@@ -41,6 +41,9 @@ pub fn parse_str(value: &str) -> Result<u128, QuantityError> {
     let too_large = || QuantityError::TooLarge {
         value: value.to_string(),
     };
+    if let Some(bytes) = parse_plain(value) {
+        return Ok(bytes);
+    }
     if value.is_empty() {
         return Err(QuantityError::Empty);
     }
@@ -136,6 +139,41 @@ pub fn parse_str(value: &str) -> Result<u128, QuantityError> {
     Ok(scaled.div_ceil(denominator))
 }
 
+/// The usual form, whole digits and an optional unit (`1Gi`, `500M`, `1073741824`), parsed
+/// without allocating: a binder decision reads the capacity of every candidate volume. Anything
+/// else, and overflow, is left to the general parser (`None`).
+fn parse_plain(value: &str) -> Option<u128> {
+    let end = value
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(value.len());
+    // 30 digits stay below u128::MAX (about 3.4e38).
+    if end == 0 || end > 30 {
+        return None;
+    }
+    let (digits, suffix) = value.split_at(end);
+    let unit: u128 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        _ => return None,
+    };
+    let mantissa = digits
+        .bytes()
+        .fold(0u128, |n, b| n * 10 + u128::from(b - b'0'));
+    mantissa.checked_mul(unit)
+}
+
 /// Formats bytes as a quantity: the largest binary suffix that divides exactly, else plain bytes.
 pub fn format_bytes(bytes: u128) -> Quantity {
     const SUFFIXES: [&str; 6] = ["Ei", "Pi", "Ti", "Gi", "Mi", "Ki"];
@@ -220,10 +258,31 @@ mod tests {
             ("1u", 1),
             ("1n", 1),
             ("0001Gi", GI),
+            (
+                "123456789012345678901234567890",
+                123_456_789_012_345_678_901_234_567_890,
+            ),
+            ("340282366920938463463374607431768211455", u128::MAX),
+            ("100000000000000000000E", 10u128.pow(38)),
         ];
         for (input, want) in cases {
             assert_eq!(parse_str(input), Ok(*want), "parse {input}");
         }
+    }
+
+    #[test]
+    fn the_plain_form_and_the_general_parser_agree_at_the_edges() {
+        // 30 digits times the largest unit overflows: the general parser reports it.
+        let big = format!("{}E", "9".repeat(30));
+        assert_eq!(parse_plain(&big), None);
+        assert_eq!(
+            parse_str(&big),
+            Err(QuantityError::TooLarge { value: big.clone() })
+        );
+        assert_eq!(parse_plain("1.5Gi"), None);
+        assert_eq!(parse_plain("-1"), None);
+        assert_eq!(parse_plain(""), None);
+        assert_eq!(parse_plain("1Gi"), Some(GI));
     }
 
     #[test]

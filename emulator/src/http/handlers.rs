@@ -117,18 +117,17 @@ fn route(
             } else {
                 body
             };
-            let updated = if req.subresource.as_deref() == Some("scale") {
-                state
+            if req.subresource.as_deref() == Some("scale") {
+                let updated = state
                     .write(|inner| {
                         inner.patch(&rt, &ns, name, PatchKind::Merge, &body, None, &opts)
                     })
-                    .map(|(v, _)| scale_view(&v))?
+                    .map(|(v, _)| scale_view(&v))?;
+                json_response(StatusCode::OK, &updated)
             } else {
-                state.write(|inner| {
-                    inner.update(&rt, &ns, name, body, req.subresource.as_deref(), &opts)
-                })?
-            };
-            json_response(StatusCode::OK, &updated)
+                let written = state.put(&rt, &ns, name, body, req.subresource.as_deref(), &opts)?;
+                bytes_response(StatusCode::OK, render(&rt, &written))
+            }
         }
         ("PATCH", Some(name)) => patch(
             ctx,

@@ -6,6 +6,7 @@ mod crd;
 mod defaults;
 mod delete;
 mod read;
+mod update;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -114,35 +114,6 @@ fn check_type_meta(rt: &ResourceType, body: &mut Value) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Everything but metadata (and status when it is a subresource), for generation bumps.
-fn spec_part(rt: &ResourceType, v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("metadata");
-        if rt.status {
-            o.remove("status");
-        }
-    }
-    v
-}
-
-/// The object with managedFields timestamps removed: a write whose only change is a newer
-/// timestamp is a no-op, while a change of ownership is not.
-fn without_timestamps(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(entries) = v
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
-        for e in entries {
-            if let Some(o) = e.as_object_mut() {
-                o.remove("time");
-            }
-        }
-    }
-    v
-}
-
 pub(super) fn finalizers(v: &Value) -> Vec<String> {
     v.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -295,36 +266,12 @@ impl Inner {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        mut body: Value,
+        body: Value,
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let old = self.existing(rt, ns, name)?;
-        check_type_meta(rt, &mut body)?;
-        let body = unview(rt, body);
-        if let Some(n) = meta_str(&body, "name").filter(|n| *n != name) {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        match meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
-            None if !rt.builtin || rt.kind == "Lease" => {
-                return Err(ApiError::invalid(
-                    &rt.kind,
-                    name,
-                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                ));
-            }
-            Some(rv) if rv != old.rv.to_string() => {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
-            _ => {}
-        }
+        let body = checked_put(rt, &old, name, body)?;
         self.finish_update(rt, &old, body, subresource, opts, true)
     }
 
@@ -423,135 +370,42 @@ impl Inner {
         self.finish_update(rt, &old, patched, subresource, opts, true)
             .map(|v| (v, false))
     }
+}
 
-    /// Common tail of PUT and PATCH: server-owned fields, subresources, generation, no-op detection,
-    /// finalizer rules and the commit.
-    fn finish_update(
-        &mut self,
-        rt: &ResourceType,
-        old: &Arc<Stored>,
-        candidate: Value,
-        subresource: Option<&str>,
-        opts: &WriteOptions,
-        record_manager: bool,
-    ) -> Result<Value, ApiError> {
-        let name = meta_str(&old.value, "name").unwrap_or_default().to_string();
-        let ns = meta_str(&old.value, "namespace")
-            .unwrap_or_default()
-            .to_string();
-        let managed = candidate.pointer("/metadata/managedFields").cloned();
-        let mut new = match subresource {
-            Some("status") => {
-                let mut n = old.value.clone();
-                match candidate.get("status") {
-                    Some(s) => n["status"] = s.clone(),
-                    None => {
-                        if let Some(o) = n.as_object_mut() {
-                            o.remove("status");
-                        }
-                    }
-                }
-                n
-            }
-            Some(other) => return Err(ApiError::path_not_found(&format!("{}/{other}", rt.plural))),
-            None => {
-                let mut n = candidate;
-                if rt.status {
-                    match old.value.get("status") {
-                        Some(s) => n["status"] = s.clone(),
-                        None => {
-                            if let Some(o) = n.as_object_mut() {
-                                o.remove("status");
-                            }
-                        }
-                    }
-                }
-                n
-            }
-        };
-        {
-            let meta = new["metadata"]
-                .as_object_mut()
-                .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-            let old_meta = old.value["metadata"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "resourceVersion",
-                "namespace",
-                "name",
-            ] {
-                match old_meta.get(f) {
-                    Some(v) => meta.insert(f.into(), v.clone()),
-                    None => meta.remove(f),
-                };
-            }
-            match (record_manager, managed) {
-                (false, Some(m)) => meta.insert("managedFields".into(), m),
-                _ => meta.insert(
-                    "managedFields".into(),
-                    old_meta.get("managedFields").cloned().unwrap_or(json!([])),
-                ),
-            };
-        }
-        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
-            let before = finalizers(&old.value);
-            let added: Vec<String> = finalizers(&new)
-                .into_iter()
-                .filter(|f| !before.contains(f))
-                .collect();
-            if !added.is_empty() {
-                return Err(ApiError::invalid(
-                    &rt.kind,
-                    &name,
-                    format!(
-                        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
-                    ),
-                ));
-            }
-        }
-        if spec_part(rt, &old.value) != spec_part(rt, &new) {
-            let generation = old
-                .value
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            new["metadata"]["generation"] = json!(generation + 1);
-        }
-        if is_crd(rt) && subresource.is_none() {
-            self.register_crd(&mut new, &name, old.value.get("status"))?;
-        }
-        if record_manager {
-            new = patch::apply::record_update(
-                &rt.api_version(),
-                &rt.kind,
-                &opts.manager,
-                subresource,
-                &now(),
-                Some(&old.value),
-                &new,
-            );
-        }
-        if without_timestamps(&new) == without_timestamps(&old.value) {
-            return Ok(view(rt, &old.value));
-        }
-        if opts.dry_run {
-            return Ok(view(rt, &new));
-        }
-        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
-            let stored = self.commit(&rt.storage, &ns, &name, Some(new));
-            let last = self.remove(&rt.storage, &ns, &name, &stored);
-            return Ok(view(rt, &last));
-        }
-        let stored = self.commit(&rt.storage, &ns, &name, Some(new));
-        Ok(view(rt, &stored.value))
+/// A PUT body checked against the stored version it replaces: type, name and the
+/// resourceVersion precondition.
+pub(super) fn checked_put(
+    rt: &ResourceType,
+    old: &Stored,
+    name: &str,
+    mut body: Value,
+) -> Result<Value, ApiError> {
+    check_type_meta(rt, &mut body)?;
+    let body = unview(rt, body);
+    if let Some(n) = meta_str(&body, "name").filter(|n| *n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
+    match meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+        None if !rt.builtin || rt.kind == "Lease" => {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                name,
+                "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+            ));
+        }
+        Some(rv) if rv != old.rv.to_string() => {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        _ => {}
+    }
+    Ok(body)
 }
 
 pub(super) fn is_crd(rt: &ResourceType) -> bool {

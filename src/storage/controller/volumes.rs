@@ -27,23 +27,24 @@ pub(super) async fn reconcile(
         return Ok(Action::await_change());
     }
     ctx.caches_ready().await;
+    // Boxed, as in the claim controller: keeps the spawned reconcile future small.
     if volume.metadata.deletion_timestamp.is_some() {
         if has_finalizer(&volume) {
             // Deleted by hand: the reclaim policy still decides what happens to the data.
             if bind::reclaim_policy(&volume) == Ok(Reclaim::Delete) {
-                delete(&volume, &ctx).await?;
+                Box::pin(delete(&volume, &ctx)).await?;
             } else {
-                release_finalizer(&volume, &ctx).await?;
+                Box::pin(release_finalizer(&volume, &ctx)).await?;
             }
         }
         return Ok(Action::await_change());
     }
     match ctx.mode {
-        Mode::Binder => sync_volume(&volume, &ctx).await?,
+        Mode::Binder => Box::pin(sync_volume(&volume, &ctx)).await?,
         Mode::Provisioner => {
             let released = bind::volume_phase(&volume) == bind::VOLUME_RELEASED;
             if released && bind::reclaim_policy(&volume) == Ok(Reclaim::Delete) {
-                delete(&volume, &ctx).await?;
+                Box::pin(delete(&volume, &ctx)).await?;
             }
         }
     }

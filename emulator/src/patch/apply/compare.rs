@@ -126,3 +126,54 @@ fn compare_lists(ctx: &Ctx, cur: &mut Cursor, l: &[Value], r: &[Value], out: &mu
         cur.path.pop();
     }
 }
+
+/// [`compare_objects`] as if `metadata.managedFields` were removed from both sides first, without
+/// copying them (both must have a `metadata` object, as every stored or checked object has).
+pub(super) fn compare_without_managed_fields(ctx: &Ctx, lhs: &Value, rhs: &Value) -> Comparison {
+    let meta = |v: &Value| v.get("metadata").and_then(Value::as_object).is_some();
+    let (Value::Object(l), Value::Object(r)) = (lhs, rhs) else {
+        return compare_objects(ctx, lhs, rhs);
+    };
+    if !meta(lhs) || !meta(rhs) {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.shift_remove("managedFields");
+            }
+            v
+        };
+        return compare_objects(ctx, &strip(lhs), &strip(rhs));
+    }
+    let mut out = Comparison::default();
+    let mut cur = Cursor::default();
+    let mut field = |cur: &mut Cursor, key: &str, l: Option<&Value>, r: Option<&Value>| {
+        cur.push_field(key);
+        match (key, l, r) {
+            ("metadata", Some(Value::Object(lm)), Some(Value::Object(rm))) => {
+                for (k, lv) in lm.iter().filter(|(k, _)| *k != "managedFields") {
+                    cur.push_field(k);
+                    compare(ctx, cur, Some(lv), rm.get(k), &mut out);
+                    cur.pop_field();
+                }
+                for (k, rv) in rm.iter().filter(|(k, _)| *k != "managedFields") {
+                    if !lm.contains_key(k) {
+                        cur.push_field(k);
+                        compare(ctx, cur, None, Some(rv), &mut out);
+                        cur.pop_field();
+                    }
+                }
+            }
+            _ => compare(ctx, cur, l, r, &mut out),
+        }
+        cur.pop_field();
+    };
+    for (key, l_value) in l {
+        field(&mut cur, key, Some(l_value), r.get(key));
+    }
+    for (key, r_value) in r {
+        if !l.contains_key(key) {
+            field(&mut cur, key, None, Some(r_value));
+        }
+    }
+    out
+}

@@ -16,7 +16,7 @@ mod walk;
 use serde_json::{Map, Value};
 
 use super::{Conflict, PatchError};
-use compare::compare_objects;
+use compare::{compare_objects, compare_without_managed_fields};
 use fieldset::{Set, path_string, strip_ignored};
 use managed::{
     Entry, Operation, decode_entries, is_reset, set_managed_fields, take_managed_fields,
@@ -222,7 +222,7 @@ pub fn record_update(
         .and_then(take_managed_fields)
         .and_then(|list| decode_entries(&list).ok())
         .unwrap_or_default();
-    let mut entries = match sent {
+    let entries = match sent {
         Some(list) if subresource.is_none() => {
             if is_reset(&list) {
                 Vec::new()
@@ -236,8 +236,44 @@ pub fn record_update(
         _ => live_entries,
     };
     let base = base.unwrap_or_else(|| skeleton(&result));
-
     let cmp = compare_objects(&ctx, &base, &result);
+    record_changes(&ctx, manager, subresource, now, entries, &cmp, &mut result);
+    result
+}
+
+/// [`record_update`] of a write to an existing object whose `new` version carries the stored
+/// object's `managedFields` (or none): the same result, without copying either object.
+pub fn record_update_of_stored(
+    api_version: &str,
+    kind: &str,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+    old: &Value,
+    mut new: Value,
+) -> Value {
+    let ctx = Ctx { api_version, kind };
+    take_managed_fields(&mut new);
+    // What record_update does with the stored list sent back: decoded, or none when invalid.
+    let entries = old
+        .pointer("/metadata/managedFields")
+        .and_then(|list| decode_entries(list).ok())
+        .unwrap_or_default();
+    let cmp = compare_without_managed_fields(&ctx, old, &new);
+    record_changes(&ctx, manager, subresource, now, entries, &cmp, &mut new);
+    new
+}
+
+/// Moves the changed fields to `manager`'s Update entry and writes the entries into `result`.
+fn record_changes(
+    ctx: &Ctx,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+    mut entries: Vec<Entry>,
+    cmp: &compare::Comparison,
+    result: &mut Value,
+) {
     let changed = cmp.modified.union(&cmp.added);
     for entry in &mut entries {
         entry.set = entry.set.difference(&changed).difference(&cmp.removed);
@@ -247,7 +283,7 @@ pub fn record_update(
         let me = Entry {
             manager: manager.into(),
             operation: Operation::Update,
-            api_version: api_version.into(),
+            api_version: ctx.api_version.into(),
             subresource: subresource.unwrap_or_default().into(),
             time: Some(now.into()),
             set: Set::default(),
@@ -261,8 +297,7 @@ pub fn record_update(
         }
     }
     entries.retain(|e| !e.set.is_empty());
-    set_managed_fields(&mut result, entries);
-    result
+    set_managed_fields(result, entries);
 }
 
 /// Removes `metadata.managedFields` from an object.

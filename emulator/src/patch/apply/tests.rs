@@ -757,3 +757,74 @@ fn malformed_apply_requests() {
         assert_eq!(got, expected, "{applied}");
     }
 }
+
+#[test]
+fn record_update_of_stored_agrees_with_record_update() {
+    let live = ok(apply(
+        &deploy("a", T1),
+        None,
+        &deployment(1, json!({"app": "web", "tier": "fe"}), &[("app", "nginx")]),
+    ));
+    let mut changed = live.clone();
+    changed["spec"]["replicas"] = json!(3);
+    changed["metadata"]["labels"] = json!({"app": "web", "new": "x"});
+    changed["status"] = json!({"readyReplicas": 3});
+    let mut without = changed.clone();
+    strip_managed_fields(&mut without);
+    for subresource in [None, Some("status")] {
+        for (old, new) in [(&live, &changed), (&live, &live), (&changed, &live)] {
+            let mut bare = new.clone();
+            strip_managed_fields(&mut bare);
+            let expected = record_update(
+                "apps/v1",
+                "Deployment",
+                "editor",
+                subresource,
+                T2,
+                Some(old),
+                new,
+            );
+            let got = record_update_of_stored(
+                "apps/v1",
+                "Deployment",
+                "editor",
+                subresource,
+                T2,
+                old,
+                bare,
+            );
+            assert_eq!(got, expected);
+        }
+    }
+    // No managedFields stored (or an invalid list): tracking starts from this write.
+    for stored in [without.clone(), {
+        let mut bad = without.clone();
+        bad["metadata"]["managedFields"] = json!([{"operation": "Bogus"}]);
+        bad
+    }] {
+        let got = record_update_of_stored(
+            "apps/v1",
+            "Deployment",
+            "editor",
+            None,
+            T2,
+            &stored,
+            live.clone(),
+        );
+        let mut sent = live.clone();
+        sent["metadata"]["managedFields"] = stored
+            .pointer("/metadata/managedFields")
+            .cloned()
+            .unwrap_or(json!([]));
+        let expected = record_update(
+            "apps/v1",
+            "Deployment",
+            "editor",
+            None,
+            T2,
+            Some(&stored),
+            &sent,
+        );
+        assert_eq!(got, expected);
+    }
+}
