@@ -71,6 +71,10 @@ pub(super) fn list_of(
     if let Some(namespace) = &query.namespace {
         filters.push(" AND `namespace` = ");
         filters.bind(Param::Str(namespace.clone()));
+        // In the column's collation (the driver binds `utf8mb4_unicode_ci`): otherwise the
+        // namespace is no constant to the optimizer, and a page in `(namespace, name)` order is
+        // sorted (every match read from the table) instead of read in index order.
+        filters.push(" COLLATE utf8mb4_bin");
     }
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
         filters.push(" AND LOWER(`name`) LIKE ");
@@ -388,7 +392,8 @@ mod tests {
         let statements = list(&spec, &query).expect("builds");
         let count = statements.count;
         let filters = "`k8s_conformance_stowage_dev_v1_widget` WHERE `deleted_at` IS NULL \
-             AND `namespace` = ? AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? AND FALSE";
+             AND `namespace` = ? COLLATE utf8mb4_bin AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? \
+             AND FALSE";
         let selector = |column: &str| {
             format!(
                 " AND JSON_VALUE({column}, ?) = ? \
@@ -428,22 +433,22 @@ mod tests {
         };
         let statements = list(&spec, &query).expect("builds");
         let table = "`k8s_conformance_stowage_dev_v1_widget` FORCE INDEX (`ix_list`)";
+        let where_ns = "WHERE `deleted_at` IS NULL AND `namespace` = ? COLLATE utf8mb4_bin";
         assert_eq!(
             statements.count.sql,
             format!(
-                "SELECT CAST((SELECT COUNT(*) FROM {table} WHERE `deleted_at` IS NULL AND \
-                 `namespace` = ? AND `labels_short` IS NOT NULL AND JSON_VALUE(`labels_short`, ?) \
-                 = ?) + (SELECT COUNT(*) FROM {table} WHERE `deleted_at` IS NULL AND `namespace` \
-                 = ? AND `labels_short` IS NULL AND JSON_VALUE(`labels`, ?) = ?) AS SIGNED)"
+                "SELECT CAST((SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS NOT \
+                 NULL AND JSON_VALUE(`labels_short`, ?) = ?) + (SELECT COUNT(*) FROM {table} \
+                 {where_ns} AND `labels_short` IS NULL AND JSON_VALUE(`labels`, ?) = ?) AS SIGNED)"
             )
         );
         let page = statements.page.expect("a page");
         assert_eq!(
             page.sql,
             format!(
-                "SELECT {} FROM {table} WHERE `deleted_at` IS NULL AND `namespace` = ? AND \
-                 (`labels_short` IS NULL OR (TRUE AND JSON_VALUE(`labels_short`, ?) = ?)) AND \
-                 JSON_VALUE(`labels`, ?) = ? ORDER BY `namespace`, `name` LIMIT ?",
+                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE AND \
+                 JSON_VALUE(`labels_short`, ?) = ?)) AND JSON_VALUE(`labels`, ?) = ? \
+                 ORDER BY `namespace`, `name` LIMIT ?",
                 select_list(&spec)
             )
         );
