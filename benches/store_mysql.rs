@@ -5,8 +5,9 @@
 //!    first `BENCH_SINGLE_ROWS`, 10k) and (b) a raw sqlx multi-row `INSERT` of the same rows into
 //!    a table of the same shape, 500 rows per statement; `BENCH_ROUNDS` (3) rounds of store and
 //!    raw, alternating which goes first (the machine is shared, so compare within a round);
-//! 2. label queries: JSON functions on `labels` (what the store does) against a label side table
-//!    (built here from the same rows), plus the cost of writing that side table;
+//! 2. label counts: JSON functions on `labels` (what the store did), a label side table (built
+//!    here from the same rows, plus the cost of writing it) and the list index (`labels_short`,
+//!    what the store does);
 //! 3. REST list `GET /api/v1/pods?namespace=..&labelSelector=..&search=..&limit=50` over the
 //!    synced rows, `BENCH_CONCURRENCY` (8) clients for `BENCH_SECONDS` (10): p50 and p99.
 //!
@@ -126,18 +127,25 @@ fn renamed(kind: &KindSpec, name: &str) -> KindSpec {
     }
 }
 
-async fn timed_queries(pool: &MySqlPool, sql: &str, namespaces: u64) -> (f64, f64, i64) {
+/// 300 counts of `sql`, which binds namespace, app label and search pattern `times` times.
+async fn timed_queries(
+    pool: &MySqlPool,
+    sql: &str,
+    namespaces: u64,
+    times: usize,
+) -> (f64, f64, i64) {
     let mut latencies = Vec::new();
     let mut matched = 0;
     for i in 0..300_u64 {
         let started = Instant::now();
-        let row = sqlx::query(sql)
-            .bind(format!("ns-{:03}", i % namespaces))
-            .bind(format!("app-{}", (i * 7) % 20))
-            .bind(format!("%{}%", i % 10))
-            .fetch_one(pool)
-            .await
-            .expect("label query");
+        let mut query = sqlx::query(sql);
+        for _ in 0..times {
+            query = query
+                .bind(format!("ns-{:03}", i % namespaces))
+                .bind(format!("app-{}", (i * 7) % 20))
+                .bind(format!("%{}%", i % 10));
+        }
+        let row = query.fetch_one(pool).await.expect("label query");
         matched = row.try_get::<i64, _>(0).expect("count");
         latencies.push(started.elapsed().as_micros() as u64);
     }
@@ -301,9 +309,25 @@ async fn main() {
     let side_sql = "SELECT COUNT(*) FROM k8s_core_v1_pod p WHERE p.deleted_at IS NULL AND p.namespace = ? \
         AND p.id IN (SELECT object_id FROM bench_pod_labels WHERE k = 'app' AND v = ?) \
         AND p.id IN (SELECT object_id FROM bench_pod_labels WHERE k = 'tier' AND v = 'web') AND LOWER(p.name) LIKE ?";
-    let (json_p50, json_p99, json_matched) = timed_queries(&pool, json_sql, namespaces).await;
-    let (side_p50, side_p99, side_matched) = timed_queries(&pool, side_sql, namespaces).await;
+    // What the store's count does: labels evaluated in the list index when they are short.
+    let count = |column: &str, long: &str| {
+        format!(
+            "SELECT COUNT(*) FROM k8s_core_v1_pod FORCE INDEX (ix_list) WHERE deleted_at IS NULL \
+             AND namespace = ? AND labels_short IS {long} AND JSON_VALUE({column}, '$.\"app\"') = ? \
+             AND JSON_VALUE({column}, '$.\"tier\"') = 'web' AND LOWER(name) LIKE ?"
+        )
+    };
+    let index_sql = format!(
+        "SELECT CAST(({}) + ({}) AS SIGNED)",
+        count("labels_short", "NOT NULL"),
+        count("labels", "NULL")
+    );
+    let (json_p50, json_p99, json_matched) = timed_queries(&pool, json_sql, namespaces, 1).await;
+    let (side_p50, side_p99, side_matched) = timed_queries(&pool, side_sql, namespaces, 1).await;
+    let (index_p50, index_p99, index_matched) =
+        timed_queries(&pool, &index_sql, namespaces, 2).await;
     assert_eq!(json_matched, side_matched, "both strategies agree");
+    assert_eq!(json_matched, index_matched, "all strategies agree");
     println!(
         "label filter, JSON functions (count, ns+label+search): p50 {json_p50:.3} ms   p99 {json_p99:.3} ms"
     );
@@ -311,6 +335,9 @@ async fn main() {
         "label filter, side table     (count, ns+label+search): p50 {side_p50:.3} ms   p99 {side_p99:.3} ms   (filling it: {:.0} label rows/s, {:.1} s for {objects} Pods)",
         objects as f64 * 3.0 / side_fill.as_secs_f64(),
         side_fill.as_secs_f64()
+    );
+    println!(
+        "label filter, list index     (count, ns+label+search): p50 {index_p50:.3} ms   p99 {index_p99:.3} ms"
     );
 
     // 3. REST list through the API router.
@@ -351,6 +378,7 @@ async fn main() {
             let client = client.clone();
             let urls = Arc::clone(&urls);
             tokio::spawn(async move {
+                // (latency, whether the URL matches Pods: 1 in 10, the rest match none)
                 let mut latencies = Vec::new();
                 let mut i = w as usize;
                 while Instant::now() < deadline {
@@ -362,23 +390,35 @@ async fn main() {
                         .expect("request");
                     assert!(response.status().is_success());
                     let _ = response.bytes().await.expect("body");
-                    latencies.push(started.elapsed().as_micros() as u64);
+                    latencies.push((started.elapsed().as_micros() as u64, i.is_multiple_of(10)));
                     i += concurrency as usize;
                 }
                 latencies
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut all = Vec::new();
     for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
+        all.extend(worker.await.expect("worker"));
     }
-    let requests = latencies.len();
+    let requests = all.len();
+    let mut latencies: Vec<u64> = all.iter().map(|(l, _)| *l).collect();
+    let mut matching: Vec<u64> = all.iter().filter(|(_, m)| *m).map(|(l, _)| *l).collect();
+    let mut empty: Vec<u64> = all.iter().filter(|(_, m)| !*m).map(|(l, _)| *l).collect();
     println!(
         "REST list (ns+label+search, limit 50, {concurrency} clients): {:>6.0} req/s   p50 {:.3} ms   p99 {:.3} ms",
         requests as f64 / seconds as f64,
         pct(&mut latencies, 0.5),
         pct(&mut latencies, 0.99)
+    );
+    println!(
+        "  p90 {:.3} ms   max {:.3} ms; matching URLs p50 {:.3} p99 {:.3} ms; matching none p50 {:.3} p99 {:.3} ms",
+        pct(&mut latencies, 0.9),
+        pct(&mut latencies, 1.0),
+        pct(&mut matching, 0.5),
+        pct(&mut matching, 0.99),
+        pct(&mut empty, 0.5),
+        pct(&mut empty, 0.99)
     );
     pool.close().await;
     if std::env::var_os("BENCH_KEEP_DB").is_some() {

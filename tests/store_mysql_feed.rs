@@ -132,3 +132,91 @@ async fn purged_rows_leave_their_objects_in_the_feed() {
     assert_eq!(rows.trim(), "0", "the row is purged");
     assert_eq!(feed(&store).await, vec![(Added, x.clone()), (Deleted, x)]);
 }
+
+fn numbered(from: usize, to: usize, rv: &str) -> Vec<WriteOp> {
+    (from..to)
+        .map(|i| WriteOp::Upsert(version(&format!("n{i:03}"), rv)))
+        .collect()
+}
+
+fn live_rows(db: &TestDb) -> String {
+    db.sql("SELECT COUNT(*), COUNT(DISTINCT name) FROM k8s_conformance_stowage_dev_v1_bulk")
+}
+
+/// Large batches of new objects skip the key lookup once a batch found none of its keys; a stored
+/// key in such a batch rolls it back and writes it the usual way, with the same changes.
+#[tokio::test]
+async fn insert_only_batches_fall_back_when_a_key_is_stored() {
+    use ChangeType::{Added, Modified};
+    let db = TestDb::create();
+    let store = db.store(10_000);
+    let kind = sample_kind("Bulk");
+    bounded("register", store.register(&kind)).await;
+    let outcome = |ops| {
+        let store = &store;
+        let kind = &kind;
+        async move { bounded("write", store.write(kind, WriteBatch { ops, epoch: 1 })).await }
+    };
+    let first = outcome(numbered(0, 100, "1")).await;
+    assert_eq!((first.revision, first.changed), (100, 100));
+    // Looked up, none found: the next batch is written insert-only.
+    let second = outcome(numbered(100, 200, "1")).await;
+    assert_eq!((second.revision, second.changed), (200, 100));
+    // Half of these are stored (modified): the insert fails and the batch is planned again.
+    let third = outcome(numbered(150, 250, "2")).await;
+    assert_eq!((third.revision, third.changed), (300, 100));
+    assert_eq!(live_rows(&db).trim(), "250\t250", "no duplicate rows");
+    // Unchanged objects change nothing.
+    let fourth = outcome(numbered(150, 250, "2")).await;
+    assert_eq!((fourth.revision, fourth.changed), (300, 0));
+    // New keys again, then an insert-only batch with one unchanged stored object.
+    outcome(numbered(300, 400, "1")).await;
+    let mut mixed = numbered(400, 464, "1");
+    mixed.push(WriteOp::Upsert(version("n300", "1")));
+    let sixth = outcome(mixed).await;
+    assert_eq!((sixth.revision, sixth.changed), (464, 64));
+    assert_eq!(live_rows(&db).trim(), "414\t414");
+    assert_eq!(bounded("revision", store.revision()).await, 464);
+
+    let changes = bounded("changes", store.changes(None, 0, usize::MAX)).await;
+    let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    assert_eq!(revisions, (1..=464).collect::<Vec<_>>(), "consecutive");
+    let summary: Vec<(ChangeType, String, String)> = changes
+        .into_iter()
+        .map(|c| (c.change, c.object.name, c.object.resource_version))
+        .collect();
+    let mut expected: Vec<(ChangeType, String, String)> = Vec::new();
+    let mut push = |change, from: usize, to: usize, rv: &str| {
+        for i in from..to {
+            expected.push((change, format!("n{i:03}"), rv.to_owned()));
+        }
+    };
+    push(Added, 0, 200, "1");
+    push(Modified, 150, 200, "2");
+    push(Added, 200, 250, "2");
+    push(Added, 300, 464, "1");
+    assert_eq!(summary, expected);
+    assert_eq!(
+        lean_records(&db),
+        414,
+        "every change reads its object from its row"
+    );
+
+    // A restarted store looks its keys up: nothing is written twice.
+    drop(store);
+    let restarted = db.store(10_000);
+    bounded("register", restarted.register(&kind)).await;
+    let again = bounded(
+        "write",
+        restarted.write(
+            &kind,
+            WriteBatch {
+                ops: numbered(0, 100, "1"),
+                epoch: 2,
+            },
+        ),
+    )
+    .await;
+    assert_eq!((again.revision, again.changed), (464, 0));
+    assert_eq!(live_rows(&db).trim(), "414\t414");
+}

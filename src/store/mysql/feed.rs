@@ -10,6 +10,7 @@
 //! each object once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 
 use sqlx::{MySql, Row, Transaction};
 
@@ -31,8 +32,37 @@ pub(super) async fn lock_revision(tx: &mut Transaction<'_, MySql>) -> Result<u64
         .await
 }
 
+/// Locks the revision row and moves the revision on by `by` in one statement (for a batch whose
+/// number of changes is known before it looks at the table); returns the new revision.
+pub(super) async fn advance_revision(
+    tx: &mut Transaction<'_, MySql>,
+    by: u64,
+) -> Result<u64, sqlx::Error> {
+    // `LAST_INSERT_ID(expr)` hands the new value back in the statement's OK packet.
+    let result = sqlx::query(
+        "UPDATE `stowage_meta` SET `revision` = LAST_INSERT_ID(`revision` + ?) WHERE `id` = 1",
+    )
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    match result.last_insert_id() {
+        0 if by > 0 => Err(sqlx::Error::RowNotFound),
+        revision => Ok(revision),
+    }
+}
+
+/// Whether the revision row still has to be set when changes are recorded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum RevisionRow {
+    /// Locked with [`lock_revision`]: set to the new revision.
+    Locked,
+    /// Already moved on by [`advance_revision`].
+    Advanced,
+}
+
 /// Appends changes numbered from `before + 1` (`None`: the object is read from the row), stores
-/// the new revision and drops changes beyond the retention; returns the new revision.
+/// the new revision and drops changes beyond the retention (unless an earlier committed write
+/// already dropped them, see `MysqlStore::committed`); returns the new revision.
 pub(super) async fn record(
     tx: &mut Transaction<'_, MySql>,
     store: &MysqlStore,
@@ -40,6 +70,7 @@ pub(super) async fn record(
     before: u64,
     changes: &[(ChangeType, Option<String>)],
     statement_bytes: usize,
+    revision_row: RevisionRow,
 ) -> Result<u64, sqlx::Error> {
     if changes.is_empty() {
         return Ok(before);
@@ -62,6 +93,7 @@ pub(super) async fn record(
         );
         let mut bytes = 0;
         let mut first = true;
+        let mut lean = true;
         while let Some((revision, (change, json))) = numbered.peek() {
             let size = json.as_ref().map_or(0, String::len) + kind.len() + 16;
             if !first && (bytes + size > statement_bytes || insert.params.len() + 4 > MAX_PARAMS) {
@@ -81,18 +113,24 @@ pub(super) async fn record(
             insert.push(", ");
             insert.bind(json.clone().map_or(Param::Null, Param::Str));
             insert.push(")");
+            lean &= json.is_none();
             numbered.next();
         }
-        insert.query().persistent(false).execute(&mut **tx).await?;
+        // Lean statements are small and, batch after batch, the same text: kept prepared.
+        insert.query().persistent(lean).execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
-        .bind(revision)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM `stowage_changes` WHERE `revision` <= ?")
-        .bind(keep_from)
-        .execute(&mut **tx)
-        .await?;
+    if revision_row == RevisionRow::Locked {
+        sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
+            .bind(revision)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if keep_from > store.trimmed.load(Ordering::Relaxed) {
+        sqlx::query("DELETE FROM `stowage_changes` WHERE `revision` <= ?")
+            .bind(keep_from)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(revision)
 }
 

@@ -29,6 +29,7 @@ mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -80,6 +81,8 @@ struct Table {
     spec: KindSpec,
     name: String,
     last_purge: Mutex<Instant>,
+    /// The last batch found none of its keys stored (see `plan::insert_only`).
+    all_new: AtomicBool,
 }
 
 /// The MySQL store. Cheap to share as `Arc<dyn Store>`.
@@ -90,6 +93,8 @@ pub struct MysqlStore {
     /// The store's own tables exist and `max_statement_bytes` is known.
     ready: OnceCell<Limits>,
     notify: watch::Sender<Revision>,
+    /// Changes at or below this revision are known deleted (by a committed retention delete).
+    trimmed: AtomicU64,
 }
 
 /// What the server accepts, read once.
@@ -128,6 +133,7 @@ impl MysqlStore {
             tables: RwLock::new(HashMap::new()),
             ready: OnceCell::new(),
             notify,
+            trimmed: AtomicU64::new(0),
         }
     }
 
@@ -178,6 +184,16 @@ impl MysqlStore {
     fn error(&self, kind: Option<&KindSpec>, what: &str, error: sqlx::Error) -> StoreError {
         let id = kind.map(KindSpec::id);
         sql::store_error(id.as_deref(), what, &self.options.database, error)
+    }
+
+    /// After a write transaction that stored `revision` committed: its retention delete is done
+    /// (see `feed::record`) and feed readers are woken.
+    fn committed(&self, revision: Revision) {
+        self.trimmed.fetch_max(
+            feed::floor(revision, self.options.history),
+            Ordering::Relaxed,
+        );
+        self.publish(revision);
     }
 
     fn publish(&self, revision: Revision) {

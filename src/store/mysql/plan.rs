@@ -54,6 +54,27 @@ pub(super) struct Plan {
     pub seen: Vec<u64>,
 }
 
+/// Batches at least this large may be written insert-only (see [`insert_only`]); smaller ones,
+/// the steady state of watch events, always look their keys up.
+pub(super) const INSERT_ONLY_MIN: usize = 64;
+
+/// Whether a batch is written insert-only: planned as if none of its keys were stored, without
+/// the key lookup, the rows inserted with a plain `INSERT` that fails on any stored key (then
+/// the transaction is rolled back and the batch written the usual way). Tried when the kind's
+/// previous batch found none of its keys (an initial sync) and the batch only upserts: a delete
+/// could concern a stored key that no insert would collide with.
+pub(super) fn insert_only(ops: &[PlanOp], previous_all_new: bool) -> bool {
+    previous_all_new
+        && ops.len() >= INSERT_ONLY_MIN
+        && ops.iter().all(|op| matches!(op, PlanOp::Upsert { .. }))
+}
+
+/// Whether the kind's next batch should try [`insert_only`], after a batch of `ops` operations of
+/// which `stored` keys were found in the table.
+pub(super) fn all_new(ops: usize, stored: usize) -> bool {
+    ops >= INSERT_ONLY_MIN && stored == 0
+}
+
 #[derive(Clone, Copy)]
 enum Final {
     Upsert(usize),
@@ -220,6 +241,38 @@ mod tests {
             plan.changes.is_empty(),
             "deleting a deleted object changes nothing"
         );
+    }
+
+    #[test]
+    fn only_large_upsert_batches_after_an_all_new_one_skip_the_lookup() {
+        let upserts: Vec<PlanOp> = (0..INSERT_ONLY_MIN)
+            .map(|i| upsert(&format!("p{i}"), "1", i))
+            .collect();
+        assert!(insert_only(&upserts, true));
+        assert!(
+            !insert_only(&upserts, false),
+            "the previous batch found keys"
+        );
+        assert!(
+            !insert_only(&upserts[1..], true),
+            "small batches look up their keys"
+        );
+        let mut with_delete = upserts.clone();
+        with_delete.push(delete("old"));
+        assert!(
+            !insert_only(&with_delete, true),
+            "a delete needs the lookup"
+        );
+        assert!(all_new(INSERT_ONLY_MIN, 0));
+        assert!(!all_new(INSERT_ONLY_MIN, 1));
+        assert!(!all_new(INSERT_ONLY_MIN - 1, 0));
+        // Planned as if nothing were stored, repeated keys still end as one row each.
+        let mut repeated = upserts;
+        repeated.push(upsert("p0", "2", INSERT_ONLY_MIN));
+        let plan = plan(&repeated, &HashMap::new());
+        assert_eq!(plan.changes.len(), INSERT_ONLY_MIN + 1);
+        assert_eq!(plan.upserts.len(), INSERT_ONLY_MIN);
+        assert_eq!(plan.upserts[0], INSERT_ONLY_MIN, "p0's last upsert");
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Pure building of the read statements: filters (namespace, name search, label selector, column
 //! equalities), sort orders and keyset cursors, all with every value bound.
 //!
-//! Labels are read with JSON functions on the `labels` column (see `docs/architecture.md` for the
-//! measurement that chose them over a label side table): the namespace index narrows the rows and
-//! the selector is evaluated on what is left.
+//! Labels are read with JSON functions (see `docs/architecture.md` for the measurements that
+//! chose them over a label side table). Rows are wide (the object, spec and status), so a list
+//! with a label selector reads the list index `(namespace, name, deleted_at, labels_short)`:
+//! `labels_short` is `labels` when it is at most 256 characters, else `NULL`, and the selector is
+//! evaluated on it inside the index. Only rows whose labels are long, or that the page returns,
+//! are read from the table; a count reads no rows at all unless some labels are long.
 
 use serde_json::Value;
 use stowage_emulator::selectors::{LabelOp, LabelSelector};
 
 use super::encode::SELECT_BASE;
+use super::schema::LIST_INDEX;
 use super::sql::{LIKE_ESCAPE, Param, Statement, contains_pattern, ident};
 use crate::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
 use crate::store::{Cursor, ListQuery, SortField, StoreError};
@@ -67,21 +71,68 @@ pub(super) fn list_of(
     if let Some(namespace) = &query.namespace {
         filters.push(" AND `namespace` = ");
         filters.bind(Param::Str(namespace.clone()));
+        // In the column's collation (the driver binds `utf8mb4_unicode_ci`): otherwise the
+        // namespace is no constant to the optimizer, and a page in `(namespace, name)` order is
+        // sorted (every match read from the table) instead of read in index order.
+        filters.push(" COLLATE utf8mb4_bin");
     }
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
         filters.push(" AND LOWER(`name`) LIKE ");
         filters.bind(Param::Str(contains_pattern(&search.to_lowercase())));
         filters.push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
     }
-    if let Some(selector) = &query.labels {
-        labels(&mut filters, selector);
-    }
     for (name, want) in &query.columns {
         column_filter(&mut filters, column(spec, name)?, want);
     }
-    let count = Statement {
-        sql: format!("SELECT COUNT(*) FROM {table}{}", filters.sql),
-        params: filters.params.clone(),
+    let (table, count) = match &query.labels {
+        None => {
+            let count = Statement {
+                sql: format!("SELECT COUNT(*) FROM {table}{}", filters.sql),
+                params: filters.params.clone(),
+            };
+            (table, count)
+        }
+        Some(selector) => {
+            // The list index narrows by namespace and keeps the name order; a column filter or
+            // another sort order may be better served by an index of its own.
+            let by_name = matches!(query.sort.field, SortField::Name);
+            let table = if query.columns.is_empty() && (query.namespace.is_some() || by_name) {
+                format!("{table} FORCE INDEX ({})", ident(LIST_INDEX))
+            } else {
+                table
+            };
+            let mut short = Statement::default();
+            labels(&mut short, selector, "`labels_short`");
+            let mut full = Statement::default();
+            labels(&mut full, selector, "`labels`");
+            // Short labels counted in the index alone, long ones from the rows.
+            let count = Statement {
+                sql: format!(
+                    "SELECT CAST((SELECT COUNT(*) FROM {table}{} AND `labels_short` IS NOT NULL{}) \
+                     + (SELECT COUNT(*) FROM {table}{} AND `labels_short` IS NULL{}) AS SIGNED)",
+                    filters.sql, short.sql, filters.sql, full.sql
+                ),
+                params: [
+                    &filters.params,
+                    &short.params,
+                    &filters.params,
+                    &full.params,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            };
+            // The page filters in the index first (rows with long labels pass), then checks
+            // the rows it reads.
+            filters.push(" AND (`labels_short` IS NULL OR (TRUE");
+            filters.sql.push_str(&short.sql);
+            filters.params.extend(short.params);
+            filters.push("))");
+            filters.sql.push_str(&full.sql);
+            filters.params.extend(full.params);
+            (table, count)
+        }
     };
     let sort = sort_column(spec, &query.sort.field)?;
     if query.limit == 0 {
@@ -232,16 +283,16 @@ fn label_path(key: &str) -> Option<String> {
     (!key.contains(['"', '\\'])).then(|| format!("$.\"{key}\""))
 }
 
-/// Each requirement of the selector as a condition on `labels`; like Kubernetes, a missing label
-/// satisfies `!=` and `notin`.
-fn labels(statement: &mut Statement, selector: &LabelSelector) {
+/// Each requirement of the selector as a condition on `column` (`labels` or `labels_short`, the
+/// same JSON text); like Kubernetes, a missing label satisfies `!=` and `notin`.
+fn labels(statement: &mut Statement, selector: &LabelSelector, column: &str) {
     for requirement in selector.requirements() {
         let Some(path) = label_path(&requirement.key) else {
             statement.push(" AND FALSE");
             continue;
         };
         let value = |statement: &mut Statement| {
-            statement.push("JSON_VALUE(`labels`, ");
+            statement.push(&format!("JSON_VALUE({column}, "));
             statement.bind(Param::Str(path.clone()));
             statement.push(")");
         };
@@ -340,20 +391,74 @@ mod tests {
         };
         let statements = list(&spec, &query).expect("builds");
         let count = statements.count;
+        let filters = "`k8s_conformance_stowage_dev_v1_widget` WHERE `deleted_at` IS NULL \
+             AND `namespace` = ? COLLATE utf8mb4_bin AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? \
+             AND FALSE";
+        let selector = |column: &str| {
+            format!(
+                " AND JSON_VALUE({column}, ?) = ? \
+                 AND COALESCE(JSON_VALUE({column}, ?) NOT IN (?), TRUE) \
+                 AND JSON_VALUE({column}, ?) IS NULL"
+            )
+        };
         assert_eq!(
             count.sql,
-            "SELECT COUNT(*) FROM `k8s_conformance_stowage_dev_v1_widget` WHERE `deleted_at` IS NULL \
-             AND `namespace` = ? AND LOWER(`name`) LIKE ? ESCAPE '!' \
-             AND JSON_VALUE(`labels`, ?) = ? \
-             AND COALESCE(JSON_VALUE(`labels`, ?) NOT IN (?), TRUE) \
-             AND JSON_VALUE(`labels`, ?) IS NULL AND `phase` = ? AND FALSE"
+            format!(
+                "SELECT CAST((SELECT COUNT(*) FROM {filters} AND `labels_short` IS NOT NULL{}) \
+                 + (SELECT COUNT(*) FROM {filters} AND `labels_short` IS NULL{}) AS SIGNED)",
+                selector("`labels_short`"),
+                selector("`labels`")
+            )
         );
+        assert_eq!(count.params.len(), 2 * (3 + 5));
         assert!(!count.sql.contains("OR 1=1"));
         assert_eq!(count.params[1], Param::Str("%x' or 1=1 -- !%!_%".into()));
-        assert_eq!(count.params[2], Param::Str("$.\"app\"".into()));
+        assert_eq!(count.params[3], Param::Str("$.\"app\"".into()));
         let page = statements.page.expect("a page");
         assert!(page.sql.ends_with(" ORDER BY `namespace`, `name` LIMIT ?"));
         assert_eq!(page.params.last(), Some(&Param::UInt(11)));
+        assert!(
+            !page.sql.contains("FORCE INDEX"),
+            "a column filter may have a better index"
+        );
+    }
+
+    #[test]
+    fn label_selectors_are_evaluated_in_the_list_index() {
+        let spec = sample_kind("Widget");
+        let query = ListQuery {
+            namespace: Some("ns".into()),
+            labels: Some(LabelSelector::parse("app=web").expect("parses")),
+            ..query()
+        };
+        let statements = list(&spec, &query).expect("builds");
+        let table = "`k8s_conformance_stowage_dev_v1_widget` FORCE INDEX (`ix_list`)";
+        let where_ns = "WHERE `deleted_at` IS NULL AND `namespace` = ? COLLATE utf8mb4_bin";
+        assert_eq!(
+            statements.count.sql,
+            format!(
+                "SELECT CAST((SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS NOT \
+                 NULL AND JSON_VALUE(`labels_short`, ?) = ?) + (SELECT COUNT(*) FROM {table} \
+                 {where_ns} AND `labels_short` IS NULL AND JSON_VALUE(`labels`, ?) = ?) AS SIGNED)"
+            )
+        );
+        let page = statements.page.expect("a page");
+        assert_eq!(
+            page.sql,
+            format!(
+                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE AND \
+                 JSON_VALUE(`labels_short`, ?) = ?)) AND JSON_VALUE(`labels`, ?) = ? \
+                 ORDER BY `namespace`, `name` LIMIT ?",
+                select_list(&spec)
+            )
+        );
+        let ns = Param::Str("ns".into());
+        let path = Param::Str("$.\"app\"".into());
+        let web = Param::Str("web".into());
+        assert_eq!(
+            page.params,
+            [ns, path.clone(), web.clone(), path, web, Param::UInt(11)]
+        );
     }
 
     #[test]
@@ -436,7 +541,7 @@ mod tests {
         assert!(statements.page.is_none());
         let selector = LabelSelector::parse("n>3").expect("parses");
         let mut statement = Statement::default();
-        labels(&mut statement, &selector);
+        labels(&mut statement, &selector, "`labels`");
         assert_eq!(
             statement.sql,
             " AND (JSON_VALUE(`labels`, ?) REGEXP '^[-+]?[0-9]+$' AND CAST(JSON_VALUE(`labels`, ?) AS SIGNED) > ?)"

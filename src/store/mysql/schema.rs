@@ -18,7 +18,7 @@ pub(super) const MAX_CREATED_AT: usize = 64;
 pub(super) const MAX_STRING_COLUMN: usize = 768;
 
 /// Columns every kind table has; registry columns may not reuse these names.
-pub(super) const BASE_COLUMNS: [&str; 13] = [
+pub(super) const BASE_COLUMNS: [&str; 14] = [
     "id",
     "namespace",
     "name",
@@ -32,6 +32,7 @@ pub(super) const BASE_COLUMNS: [&str; 13] = [
     "seen_epoch",
     "object",
     "feed_revision",
+    "labels_short",
 ];
 
 /// The store's own tables: the revision counter (one row), the change feed (`object` is `NULL`
@@ -62,6 +63,28 @@ pub(super) const NULLABLE_CHANGE_OBJECT: &str = "ALTER TABLE `stowage_changes` M
 /// The row's last change whose record reads its object from the row (0: none).
 const FEED_REVISION: &str = "`feed_revision` BIGINT UNSIGNED NOT NULL DEFAULT 0";
 const FEED_REVISION_KEY: &str = "KEY `ix_feed_revision` (`feed_revision`)";
+
+/// Soft deletes for the purge, and the live rows a relist did not see for the sweep, found
+/// without reading the table. Tables of earlier versions had `ix_deleted_at` (`deleted_at`) alone.
+const DELETED_KEY: &str = "KEY `ix_deleted_at_seen_epoch` (`deleted_at`, `seen_epoch`)";
+const OLD_DELETED_KEY: &str = "ix_deleted_at";
+
+/// Longest `labels` JSON (characters) copied into `labels_short`: the list index's key holds
+/// namespace and name (253 utf8mb4 characters each) too, within InnoDB's 3 072 bytes.
+pub(super) const MAX_SHORT_LABELS: usize = 256;
+/// The list index: label selectors on rows whose labels are short are evaluated in the index,
+/// without reading the (wide) rows; see `query`.
+pub(super) const LIST_INDEX: &str = "ix_list";
+/// `labels` again when it is short enough to be indexed, else `NULL`.
+fn labels_short() -> String {
+    format!(
+        "`labels_short` VARCHAR({MAX_SHORT_LABELS}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin \
+         AS (IF(CHAR_LENGTH(`labels`) <= {MAX_SHORT_LABELS}, `labels`, NULL)) STORED"
+    )
+}
+fn list_key() -> String {
+    format!("KEY `{LIST_INDEX}` (`namespace`, `name`, `deleted_at`, `labels_short`)")
+}
 
 /// Why a kind cannot have a table.
 pub(super) fn check(spec: &KindSpec) -> Result<(), String> {
@@ -144,6 +167,7 @@ pub(super) fn create_table(spec: &KindSpec) -> String {
         "`seen_epoch` BIGINT UNSIGNED NOT NULL DEFAULT 0".to_owned(),
         "`object` JSON NOT NULL".to_owned(),
         FEED_REVISION.to_owned(),
+        labels_short(),
     ];
     parts.extend(spec.columns.iter().map(column_definition));
     parts.extend([
@@ -153,8 +177,9 @@ pub(super) fn create_table(spec: &KindSpec) -> String {
         "KEY `ix_name` (`name`)".to_owned(),
         "KEY `ix_resource_version` (`resource_version`)".to_owned(),
         "KEY `ix_created_at` (`created_at`)".to_owned(),
-        "KEY `ix_deleted_at` (`deleted_at`)".to_owned(),
+        DELETED_KEY.to_owned(),
         FEED_REVISION_KEY.to_owned(),
+        list_key(),
     ]);
     for column in spec.columns.iter().filter(|c| c.index) {
         parts.push(format!(
@@ -193,10 +218,21 @@ pub(super) fn migrate(spec: &KindSpec, columns: &[LiveColumn], indexes: &[String
     let mut clauses = Vec::new();
     let mut backfill = Vec::new();
     let live = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
-    // Tables of earlier versions lack the one base column added since.
+    // Tables of earlier versions lack the base columns added since.
     if live("feed_revision").is_none() {
         clauses.push(format!("ADD COLUMN {FEED_REVISION}"));
         clauses.push(format!("ADD {FEED_REVISION_KEY}"));
+    }
+    if indexes
+        .iter()
+        .any(|i| i.eq_ignore_ascii_case(OLD_DELETED_KEY))
+    {
+        clauses.push(format!("DROP KEY {}", ident(OLD_DELETED_KEY)));
+        clauses.push(format!("ADD {DELETED_KEY}"));
+    }
+    if live("labels_short").is_none() {
+        clauses.push(format!("ADD COLUMN {}", labels_short()));
+        clauses.push(format!("ADD {}", list_key()));
     }
     for column in &spec.columns {
         let index = index_name(&column.name);
@@ -293,7 +329,7 @@ mod tests {
             "`spec` JSON NULL",
             "UNIQUE KEY `ux_uid` (`uid`)",
             "UNIQUE KEY `ux_namespace_name` (`namespace`, `name`)",
-            "KEY `ix_deleted_at` (`deleted_at`)",
+            "KEY `ix_deleted_at_seen_epoch` (`deleted_at`, `seen_epoch`)",
             "KEY `ix_c_phase` (`phase`)",
         ] {
             assert!(ddl.contains(part), "{part} missing from {ddl}");
@@ -364,6 +400,36 @@ mod tests {
             )
         );
         assert!(migration.backfill.is_empty());
+    }
+
+    #[test]
+    fn tables_of_earlier_versions_get_the_list_and_sweep_indexes() {
+        let spec = sample_kind("Widget");
+        let old: Vec<LiveColumn> = live(&spec)
+            .into_iter()
+            .filter(|c| c.name != "labels_short")
+            .collect();
+        let migration = migrate(&spec, &old, &["ix_c_phase".to_owned()]);
+        assert_eq!(
+            migration.alter.as_deref(),
+            Some(
+                "ALTER TABLE `k8s_conformance_stowage_dev_v1_widget` ADD COLUMN `labels_short` \
+                 VARCHAR(256) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS \
+                 (IF(CHAR_LENGTH(`labels`) <= 256, `labels`, NULL)) STORED, ADD KEY `ix_list` \
+                 (`namespace`, `name`, `deleted_at`, `labels_short`)"
+            )
+        );
+        assert!(migration.backfill.is_empty());
+        assert!(create_table(&spec).contains("KEY `ix_list` ("));
+        let indexes = ["ix_c_phase".to_owned(), "ix_deleted_at".to_owned()];
+        let migration = migrate(&spec, &live(&spec), &indexes);
+        assert_eq!(
+            migration.alter.as_deref(),
+            Some(
+                "ALTER TABLE `k8s_conformance_stowage_dev_v1_widget` DROP KEY `ix_deleted_at`, \
+                 ADD KEY `ix_deleted_at_seen_epoch` (`deleted_at`, `seen_epoch`)"
+            )
+        );
     }
 
     #[test]

@@ -37,15 +37,21 @@ impl Statement {
     }
 
     pub fn query(&self) -> Query<'_, MySql, MySqlArguments> {
-        self.params
-            .iter()
-            .fold(sqlx::query(&self.sql), |query, param| match param {
-                Param::Str(s) => query.bind(s.as_str()),
-                Param::Int(i) => query.bind(*i),
-                Param::UInt(u) => query.bind(*u),
-                Param::Bool(b) => query.bind(*b),
-                Param::Null => query.bind(None::<String>),
-            })
+        self.params.iter().fold(sqlx::query(&self.sql), bind)
+    }
+}
+
+/// `query` with `param` bound to its next placeholder.
+pub(super) fn bind<'q>(
+    query: Query<'q, MySql, MySqlArguments>,
+    param: &'q Param,
+) -> Query<'q, MySql, MySqlArguments> {
+    match param {
+        Param::Str(s) => query.bind(s.as_str()),
+        Param::Int(i) => query.bind(*i),
+        Param::UInt(u) => query.bind(*u),
+        Param::Bool(b) => query.bind(*b),
+        Param::Null => query.bind(None::<String>),
     }
 }
 
@@ -94,6 +100,7 @@ pub(super) mod code {
     pub const NO_SUCH_TABLE: u16 = 1146;
     pub const BAD_DB: u16 = 1049;
     pub const ACCESS_DENIED: u16 = 1045;
+    pub const DUP_ENTRY: u16 = 1062;
 }
 
 /// The server's error number, when the failure is a server error.

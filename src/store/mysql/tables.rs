@@ -4,6 +4,7 @@
 //! go (see `feed`).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -110,6 +111,7 @@ pub(super) async fn register(store: &MysqlStore, kind: &KindSpec) -> Result<(), 
         spec: kind.clone(),
         name,
         last_purge: Mutex::new(Instant::now()),
+        all_new: AtomicBool::new(false),
     });
     store.tables.write().insert(kind.id(), table);
     Ok(())

@@ -4,17 +4,18 @@
 //! readers.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, Row, Transaction};
 use tracing::warn;
 
 use super::encode::{self, EncodedRow};
-use super::feed::{self, lock_revision, object_json, push_list};
+use super::feed::{self, RevisionRow, lock_revision, object_json, push_list};
 use super::plan::{self, ChangeSource, Key, PlanOp, StoredRow};
 use super::query::select_list;
-use super::sql::{Param, Statement, ident, required_text};
-use super::{MysqlStore, tables};
+use super::sql::{self, Param, Statement, ident, required_text};
+use super::{MysqlStore, Table, tables};
 use crate::mirror::kind::KindSpec;
 use crate::store::{ChangeType, MirrorObject, StoreError, WriteBatch, WriteOp, WriteOutcome};
 
@@ -65,6 +66,7 @@ pub(super) async fn write(
     // Encode first: an object the database would refuse is left out (and reported), the rest
     // of the batch is written.
     let mut rows: Vec<EncodedRow> = Vec::new();
+    let mut objects: Vec<&MirrorObject> = Vec::new();
     let mut ops: Vec<PlanOp> = Vec::with_capacity(batch.ops.len());
     let mut rejected: Vec<(String, String, String)> = Vec::new();
     for op in &batch.ops {
@@ -78,6 +80,7 @@ pub(super) async fn write(
                             row: rows.len(),
                         });
                         rows.push(row);
+                        objects.push(object);
                     }
                     Err(reason) => {
                         warn!(kind = %kind.id(), namespace = %object.namespace, name = %object.name,
@@ -91,13 +94,83 @@ pub(super) async fn write(
             }),
         }
     }
-    let epoch = batch.epoch;
-    drop(batch);
-    let fail = |e| store.error(Some(kind), "cannot write a batch", e);
+    let batch = Batch {
+        rows: &rows,
+        objects: &objects,
+        ops: &ops,
+        epoch: batch.epoch,
+        statement_bytes: limits.statement_bytes,
+    };
+    let fresh = plan::insert_only(&ops, table.all_new.load(Ordering::Relaxed));
+    let written = match fresh {
+        true => write_planned(store, &table, &batch, true).await?,
+        false => None,
+    };
+    let outcome = match written {
+        Some(outcome) => outcome,
+        None => {
+            // A key of an insert-only batch was stored after all: look the keys up.
+            let outcome = write_planned(store, &table, &batch, false).await?;
+            outcome.ok_or_else(|| StoreError::Unavailable {
+                message: format!("a batch of {} was not written", table.name),
+                source: None,
+            })?
+        }
+    };
+    tables::purge_if_due(store, &table).await;
+    if let Some((namespace, name, reason)) = rejected.first() {
+        let more = rejected.len() - 1;
+        let reason = if more > 0 {
+            format!("{reason} (and {more} more objects of the batch rejected)")
+        } else {
+            reason.clone()
+        };
+        return Err(StoreError::Rejected {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            reason,
+        });
+    }
+    Ok(outcome)
+}
+
+/// A batch's encoded rows (and the objects they encode) and operations.
+struct Batch<'a> {
+    rows: &'a [EncodedRow],
+    objects: &'a [&'a MirrorObject],
+    ops: &'a [PlanOp],
+    epoch: u64,
+    statement_bytes: usize,
+}
+
+/// Writes the batch in one transaction. `insert_only` (see [`plan::insert_only`]) plans without
+/// looking the keys up and returns `None`, rolled back, when a key turns out to be stored.
+async fn write_planned(
+    store: &MysqlStore,
+    table: &Table,
+    batch: &Batch<'_>,
+    insert_only: bool,
+) -> Result<Option<WriteOutcome>, StoreError> {
+    let spec = &table.spec;
+    let rows = batch.rows;
+    let fail = |e| store.error(Some(spec), "cannot write a batch", e);
     let mut tx = store.pool.begin().await.map_err(fail)?;
-    let before = lock_revision(&mut tx).await.map_err(fail)?;
-    let stored = lookup(&mut tx, &table.name, &ops).await.map_err(fail)?;
-    let plan = plan::plan(&ops, &stored);
+    let (before, stored, plan) = if insert_only {
+        let stored = HashMap::new();
+        let plan = plan::plan(batch.ops, &stored);
+        let changes = plan.changes.len() as u64;
+        let after = feed::advance_revision(&mut tx, changes)
+            .await
+            .map_err(fail)?;
+        (after - changes, stored, plan)
+    } else {
+        let before = lock_revision(&mut tx).await.map_err(fail)?;
+        let stored = lookup(&mut tx, &table.name, batch.ops)
+            .await
+            .map_err(fail)?;
+        let plan = plan::plan(batch.ops, &stored);
+        (before, stored, plan)
+    };
     let stored_ids: Vec<u64> = plan
         .changes
         .iter()
@@ -142,9 +215,23 @@ pub(super) async fn write(
         .iter()
         .map(|&i| (&rows[i], lean.get(&i).copied().unwrap_or(0)))
         .collect();
-    upsert_rows(&mut tx, spec, &upserts, epoch, limits.statement_bytes)
-        .await
-        .map_err(fail)?;
+    let upserted = upsert_rows(
+        &mut tx,
+        spec,
+        &upserts,
+        batch.epoch,
+        batch.statement_bytes,
+        !insert_only,
+    )
+    .await;
+    match upserted {
+        Err(e) if insert_only && sql::error_number(&e) == Some(sql::code::DUP_ENTRY) => {
+            table.all_new.store(false, Ordering::Relaxed);
+            tx.rollback().await.map_err(fail)?;
+            return Ok(None);
+        }
+        other => other.map_err(fail)?,
+    }
     update_ids(
         &mut tx,
         &table.name,
@@ -158,7 +245,7 @@ pub(super) async fn write(
         &mut tx,
         &table.name,
         "`seen_epoch` = ",
-        Some(epoch),
+        Some(batch.epoch),
         &plan.seen,
     )
     .await
@@ -167,7 +254,7 @@ pub(super) async fn write(
     for (n, (change, source)) in plan.changes.iter().enumerate() {
         let json = match source {
             ChangeSource::Row(i) if lean.get(i) == Some(&(before + 1 + n as u64)) => None,
-            ChangeSource::Row(i) => Some(rows[*i].change_json()),
+            ChangeSource::Row(i) => Some(object_json(batch.objects[*i])),
             ChangeSource::Stored(id) => match stored_objects.get(id) {
                 Some(object) => Some(object_json(object)),
                 None => {
@@ -180,37 +267,32 @@ pub(super) async fn write(
         };
         changes.push((*change, json));
     }
+    let revision_row = match insert_only {
+        true => RevisionRow::Advanced,
+        false => RevisionRow::Locked,
+    };
     let recorded = feed::record(
         &mut tx,
         store,
-        &kind.id(),
+        &spec.id(),
         before,
         &changes,
-        limits.statement_bytes,
+        batch.statement_bytes,
+        revision_row,
     )
     .await
     .map_err(fail)?;
     debug_assert_eq!(recorded, revision);
     tx.commit().await.map_err(fail)?;
-    store.publish(revision);
-    tables::purge_if_due(store, &table).await;
-    if let Some((namespace, name, reason)) = rejected.first() {
-        let more = rejected.len() - 1;
-        let reason = if more > 0 {
-            format!("{reason} (and {more} more objects of the batch rejected)")
-        } else {
-            reason.clone()
-        };
-        return Err(StoreError::Rejected {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            reason,
-        });
+    store.committed(revision);
+    if !insert_only {
+        let all_new = plan::all_new(batch.ops.len(), stored.len());
+        table.all_new.store(all_new, Ordering::Relaxed);
     }
-    Ok(WriteOutcome {
+    Ok(Some(WriteOutcome {
         revision,
         changed: changes.len(),
-    })
+    }))
 }
 
 /// Marks every live row of the kind not seen in `epoch` or later as deleted, recording each.
@@ -257,11 +339,12 @@ pub(super) async fn sweep(
         before,
         &changes,
         limits.statement_bytes,
+        RevisionRow::Locked,
     )
     .await
     .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
-    store.publish(revision);
+    store.committed(revision);
     tables::purge_if_due(store, &table).await;
     Ok(ids.len())
 }
@@ -377,6 +460,7 @@ async fn upsert_rows(
     rows: &[(&EncodedRow, u64)],
     epoch: u64,
     statement_bytes: usize,
+    on_duplicate: bool,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -397,7 +481,11 @@ async fn upsert_rows(
         .filter(|c| *c != "`namespace`" && *c != "`name`")
         .map(|c| format!("{c} = VALUES({c})"))
         .collect();
-    let tail = format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "));
+    // Without the update clause, a stored key fails the statement (insert-only batches).
+    let tail = match on_duplicate {
+        true => format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
+        false => String::new(),
+    };
     let placeholders = format!(
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
         ", ?".repeat(spec.columns.len())
@@ -416,31 +504,33 @@ async fn upsert_rows(
             bytes += next;
             end += 1;
         }
-        let mut insert = Statement {
-            sql: head.clone(),
-            params: Vec::with_capacity((end - start) * per_row),
-        };
-        for (i, (row, feed_revision)) in rows[start..end].iter().enumerate() {
-            if i > 0 {
-                insert.push(", ");
+        let mut sql = head.clone();
+        for i in start..end {
+            if i > start {
+                sql.push_str(", ");
             }
-            insert.push(&placeholders);
-            insert.params.extend([
-                Param::Str(row.namespace.clone()),
-                Param::Str(row.name.clone()),
-                Param::Str(row.uid.clone()),
-                Param::Str(row.resource_version.clone()),
-                Param::Str(row.labels.clone()),
-                Param::Str(row.annotations.clone()),
-                row.created_at.clone().map_or(Param::Null, Param::Str),
-                Param::UInt(epoch),
-                Param::Str(row.object.clone()),
-                Param::UInt(*feed_revision),
-            ]);
-            insert.params.extend(row.columns.iter().cloned());
+            sql.push_str(&placeholders);
         }
-        insert.push(&tail);
-        insert.query().persistent(false).execute(&mut **tx).await?;
+        sql.push_str(&tail);
+        // Bound straight from the encoded rows (no copies of the object texts).
+        let mut insert = sqlx::query(&sql);
+        for (row, feed_revision) in &rows[start..end] {
+            insert = insert
+                .bind(row.namespace.as_str())
+                .bind(row.name.as_str())
+                .bind(row.uid.as_str())
+                .bind(row.resource_version.as_str())
+                .bind(row.labels.as_str())
+                .bind(row.annotations.as_str())
+                .bind(row.created_at.as_deref())
+                .bind(epoch)
+                .bind(row.object.as_str())
+                .bind(*feed_revision);
+            for param in &row.columns {
+                insert = sql::bind(insert, param);
+            }
+        }
+        insert.persistent(false).execute(&mut **tx).await?;
         start = end;
     }
     Ok(())
