@@ -42,8 +42,9 @@ impl EtcdStore {
     ) -> Result<WriteOutcome, StoreError> {
         let state = self.state(kind)?;
         let _writer = state.writer.lock().await;
-        let plan = self.plan(&state, batch)?;
-        let revision = self.apply(&state, &plan.ops).await?;
+        let mut plan = self.plan(&state, batch)?;
+        let changed = plan.ops.len();
+        let revision = self.apply(&state, std::mem::take(&mut plan.ops)).await?;
         {
             let mut index = state.index.lock();
             for key in &plan.seen {
@@ -52,7 +53,7 @@ impl EtcdStore {
         }
         let outcome = WriteOutcome {
             revision: revision.unwrap_or_else(|| self.known.load(Ordering::Relaxed)),
-            changed: plan.ops.len(),
+            changed,
         };
         if let Some(revision) = revision {
             super::feed::publish(&self.notify, revision);
@@ -135,7 +136,7 @@ impl EtcdStore {
     async fn apply(
         &self,
         state: &KindState,
-        ops: &[Planned],
+        mut ops: Vec<Planned>,
     ) -> Result<Option<Revision>, StoreError> {
         let mut limits: Limits = self.conn.settings().limits;
         // Every transaction also puts the revision marker.
@@ -156,12 +157,16 @@ impl EtcdStore {
         }
         let mut kv = self.conn.clients().await?.kv;
         let mut revision = None;
-        for range in split::split(&sized, limits) {
-            let chunk = &ops[range];
+        let ranges = split::split(&sized, limits);
+        drop(sized);
+        for range in ranges {
+            let chunk = &mut ops[range];
+            // The values go into the request (a batch's values are most of its bytes); the keys
+            // and entries stay for the index.
             let mut txn_ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|op| match &op.put {
-                    Some((value, _)) => TxnOp::put(op.key.as_str(), value.as_slice(), None),
+                .iter_mut()
+                .map(|op| match op.put.as_mut() {
+                    Some((value, _)) => TxnOp::put(op.key.as_str(), std::mem::take(value), None),
                     None => TxnOp::delete(op.key.as_str(), None),
                 })
                 .collect();
@@ -171,10 +176,11 @@ impl EtcdStore {
             self.saw(at);
             revision = Some(at);
             let mut index = state.index.lock();
-            for op in chunk {
-                match &op.put {
-                    Some((_, entry)) => index.insert(op.key.clone(), entry.clone()),
-                    None => index.remove(&op.key),
+            for op in chunk.iter_mut() {
+                let key = std::mem::take(&mut op.key);
+                match op.put.take() {
+                    Some((_, entry)) => index.insert(key, entry),
+                    None => index.remove(&key),
                 }
             }
         }
@@ -199,10 +205,11 @@ impl EtcdStore {
             .into_iter()
             .map(|key| Planned { key, put: None })
             .collect();
-        if let Some(revision) = self.apply(&state, &ops).await? {
+        let deleted = ops.len();
+        if let Some(revision) = self.apply(&state, ops).await? {
             super::feed::publish(&self.notify, revision);
         }
-        Ok(ops.len())
+        Ok(deleted)
     }
 }
 
