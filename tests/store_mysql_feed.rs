@@ -6,21 +6,11 @@ mod mysql_support;
 
 use std::time::Duration;
 
-use mysql_support::TestDb;
+use mysql_support::{TestDb, bounded};
 use stowage::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
 use stowage::store::conformance::{sample_kind, sample_object};
 use stowage::store::mysql::MysqlStore;
-use stowage::store::{ChangeType, MirrorObject, Store, StoreError, WriteBatch, WriteOp};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, call: impl Future<Output = Result<T, StoreError>>) -> T {
-    match tokio::time::timeout(TIMEOUT, call).await {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => panic!("{what}: {error}"),
-        Err(_) => panic!("{what}: no answer within {TIMEOUT:?}"),
-    }
-}
+use stowage::store::{ChangeType, MirrorObject, Store, WriteBatch, WriteOp};
 
 async fn write(store: &MysqlStore, kind: &KindSpec, ops: Vec<WriteOp>) {
     bounded("write", store.write(kind, WriteBatch { ops, epoch: 1 })).await;

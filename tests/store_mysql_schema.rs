@@ -7,7 +7,7 @@ mod mysql_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mysql_support::TestDb;
+use mysql_support::{TIMEOUT, TestDb, bounded};
 use serde_json::json;
 use stowage::mirror::builtin;
 use stowage::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
@@ -17,16 +17,6 @@ use stowage::store::{
     ListQuery, MirrorObject, Store, StoreError, WriteBatch, WriteOp, WriteOutcome,
 };
 use stowage_emulator::selectors::LabelSelector;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn bounded<T>(what: &str, call: impl Future<Output = Result<T, StoreError>>) -> T {
-    match tokio::time::timeout(TIMEOUT, call).await {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => panic!("{what}: {error}"),
-        Err(_) => panic!("{what}: no answer within {TIMEOUT:?}"),
-    }
-}
 
 async fn upsert(
     store: &MysqlStore,

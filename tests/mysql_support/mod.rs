@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::process::Command;
 use std::time::Duration;
 
+use stowage::store::StoreError;
 use stowage::store::mysql::{MysqlOptions, MysqlStore};
 
 pub const HOST: &str = "127.0.0.1";
@@ -121,4 +122,16 @@ fn run(port: u16, database: Option<&str>, statement: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How long one store call may take in a test.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Awaits a store call, failing the test with `what` on an error or after [`TIMEOUT`].
+pub async fn bounded<T>(what: &str, call: impl Future<Output = Result<T, StoreError>>) -> T {
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => panic!("{what}: {error}"),
+        Err(_) => panic!("{what}: no answer within {TIMEOUT:?}"),
+    }
 }
