@@ -172,7 +172,7 @@ fn pod_object(pod: &PodFixture, resource_version: &str) -> MirrorObject {
             },
             "spec": {"nodeName": pod.node},
             "status": {"phase": pod.phase}
-        }),
+        }).into(),
     }
 }
 
@@ -191,7 +191,7 @@ fn plain_object(
         annotations: BTreeMap::new(),
         created_at: None,
         columns,
-        object: json!({"kind": kind, "metadata": {"name": name, "namespace": namespace}}),
+        object: json!({"kind": kind, "metadata": {"name": name, "namespace": namespace}}).into(),
     }
 }
 

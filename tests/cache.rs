@@ -67,7 +67,7 @@ fn pod(name: &str, version: &str, phase: &str) -> MirrorObject {
             "kind": "Pod",
             "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "resourceVersion": version},
             "status": {"phase": phase}
-        }),
+        }).into(),
     }
 }
 

@@ -365,7 +365,7 @@ mod tests {
                 annotations: BTreeMap::new(),
                 created_at: None,
                 columns: BTreeMap::new(),
-                object: json!({"metadata": {"name": "web", "note": "a\nb"}}),
+                object: json!({"metadata": {"name": "web", "note": "a\nb"}}).into(),
             },
         }
     }

@@ -79,7 +79,7 @@ pub async fn by_uid(
 ) -> Result<Json<Value>, ApiError> {
     let kind = state.kind(&plural)?;
     match state.store.get_by_uid(&kind, &uid).await? {
-        Some(object) => Ok(Json(object.object)),
+        Some(object) => Ok(Json(object.object.into_tree())),
         None => Err(ApiError::NotFound(format!(
             "{} with uid \"{uid}\" not found",
             kind.kind
@@ -100,7 +100,7 @@ pub async fn by_name(
         ));
     }
     match state.store.get(&kind, &namespace, &name).await? {
-        Some(object) => Ok(Json(object.object)),
+        Some(object) => Ok(Json(object.object.into_tree())),
         None => Err(ApiError::NotFound(format!(
             "{} {namespace}/{name} not found",
             kind.kind

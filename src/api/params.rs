@@ -636,7 +636,7 @@ mod tests {
             annotations: BTreeMap::new(),
             created_at: None,
             columns: BTreeMap::from([("phase".to_string(), phase)]),
-            object: json!({}),
+            object: json!({}).into(),
         }
     }
 

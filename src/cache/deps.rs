@@ -121,7 +121,7 @@ mod tests {
                 annotations: BTreeMap::new(),
                 created_at: None,
                 columns: BTreeMap::new(),
-                object: json!({}),
+                object: json!({}).into(),
             },
         }
     }

@@ -23,6 +23,8 @@ pub const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the watcher side puts on the queue.
+// Nearly every message is an upsert, so boxing the object would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Msg {
     /// A (re)list starts: later upserts belong to a new epoch.

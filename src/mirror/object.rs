@@ -9,6 +9,11 @@ use crate::mirror::kind::{ColumnType, KindSpec};
 use crate::mirror::path::{self, FieldPath, PathError};
 use crate::store::MirrorObject;
 
+mod parts;
+mod text;
+
+pub use parts::{Member, Members, Parts};
+
 /// The annotation `kubectl apply` writes; dropped before storing.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -50,6 +55,8 @@ pub struct Processor {
     prune: Vec<FieldPath>,
     columns: Vec<(String, ColumnType, FieldPath)>,
     redact: bool,
+    /// Everything [`Self::yields`] reads of an object.
+    read_paths: Vec<FieldPath>,
 }
 
 impl Processor {
@@ -60,18 +67,28 @@ impl Processor {
                 source,
             })
         };
+        let prune: Vec<FieldPath> = kind
+            .prune
+            .iter()
+            .map(|p| parse(p))
+            .collect::<Result<_, _>>()?;
+        let columns: Vec<(String, ColumnType, FieldPath)> = kind
+            .columns
+            .iter()
+            .map(|c| Ok((c.name.clone(), c.column_type, parse(&c.path)?)))
+            .collect::<Result<_, ObjectError>>()?;
+        let redact = kind.is_secret() && !kind.keep_secret_data;
+        let mut read_paths = vec![parse("metadata")?];
+        read_paths.extend(prune.iter().cloned());
+        read_paths.extend(columns.iter().map(|(_, _, path)| path.clone()));
+        if redact {
+            read_paths.extend([parse("data")?, parse("stringData")?]);
+        }
         Ok(Self {
-            prune: kind
-                .prune
-                .iter()
-                .map(|p| parse(p))
-                .collect::<Result<_, _>>()?,
-            columns: kind
-                .columns
-                .iter()
-                .map(|c| Ok((c.name.clone(), c.column_type, parse(&c.path)?)))
-                .collect::<Result<_, ObjectError>>()?,
-            redact: kind.is_secret() && !kind.keep_secret_data,
+            prune,
+            columns,
+            redact,
+            read_paths,
         })
     }
 
@@ -103,7 +120,7 @@ impl Processor {
             annotations,
             created_at: meta.created_at,
             columns,
-            object: obj,
+            object: obj.into(),
         })
     }
 }
@@ -113,8 +130,9 @@ impl Processor {
     /// (nothing left to strip, prune or redact; metadata fields and columns as extracted), checked
     /// without copying it. Stores that keep only the JSON use it to know nothing else is needed.
     pub fn yields(&self, object: &MirrorObject) -> bool {
-        let obj = &object.object;
-        let Ok(meta) = Meta::read(obj) else {
+        let sparse = object.object.sparse(&self.read_paths);
+        let obj: &Value = &sparse;
+        let Ok(meta) = MetaRef::read(obj) else {
             return false;
         };
         let raw_meta = obj.get("metadata");
@@ -133,18 +151,22 @@ impl Processor {
         if strippable || prunable || unredacted {
             return false;
         }
+        // Compared in place: this runs for every object a store writes.
         let columns_match = object.columns.len() == self.columns.len()
             && self.columns.iter().all(|(name, column_type, path)| {
-                object.columns.get(name) == Some(&column_value(*column_type, path.get(obj)))
+                object
+                    .columns
+                    .get(name)
+                    .is_some_and(|given| column_value_is(*column_type, path.get(obj), given))
             });
         columns_match
             && meta.namespace == object.namespace
             && meta.name == object.name
             && meta.uid == object.uid
             && meta.resource_version == object.resource_version
-            && meta.labels == object.labels
-            && meta.annotations == object.annotations
-            && meta.created_at == object.created_at
+            && same_strings(meta.labels, &object.labels)
+            && same_strings(meta.annotations, &object.annotations)
+            && meta.created_at == object.created_at.as_deref()
     }
 }
 
@@ -168,6 +190,39 @@ struct Meta {
 
 impl Meta {
     fn read(obj: &Value) -> Result<Self, ObjectError> {
+        let meta = MetaRef::read(obj)?;
+        let owned = |map: Option<&Map<String, Value>>| -> BTreeMap<String, String> {
+            map.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        };
+        Ok(Self {
+            namespace: meta.namespace.to_owned(),
+            name: meta.name.to_owned(),
+            uid: meta.uid.to_owned(),
+            resource_version: meta.resource_version.to_owned(),
+            labels: owned(meta.labels),
+            annotations: owned(meta.annotations),
+            created_at: meta.created_at.map(str::to_owned),
+        })
+    }
+}
+
+/// [`Meta`] borrowed from the object: validated the same way, nothing copied.
+struct MetaRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    resource_version: &'a str,
+    /// A map whose values are all strings; `None` when absent or `null`.
+    labels: Option<&'a Map<String, Value>>,
+    annotations: Option<&'a Map<String, Value>>,
+    created_at: Option<&'a str>,
+}
+
+impl<'a> MetaRef<'a> {
+    fn read(obj: &'a Value) -> Result<Self, ObjectError> {
         let Some(root) = obj.as_object() else {
             return Err(malformed("<unnamed>".into(), "not a JSON object"));
         };
@@ -175,38 +230,40 @@ impl Meta {
             Some(Value::Object(meta)) => meta,
             _ => return Err(malformed("<unnamed>".into(), "metadata is not an object")),
         };
-        let text = |field: &str| {
-            meta.get(field)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let text = |field: &str| meta.get(field).and_then(Value::as_str).unwrap_or_default();
         let namespace = text("namespace");
         let name = text("name");
         if name.is_empty() {
             return Err(malformed(
-                display_name(&namespace, "<unnamed>"),
+                display_name(namespace, "<unnamed>"),
                 "metadata.name is missing",
             ));
         }
-        let who = || display_name(&namespace, &name);
+        let who = || display_name(namespace, name);
         let labels = string_map(meta, "labels").map_err(|reason| malformed(who(), reason))?;
         let annotations =
             string_map(meta, "annotations").map_err(|reason| malformed(who(), reason))?;
-        let created_at = meta
-            .get("creationTimestamp")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         Ok(Self {
-            uid: text("uid"),
-            resource_version: text("resourceVersion"),
             namespace,
             name,
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
             labels,
             annotations,
-            created_at,
+            created_at: meta.get("creationTimestamp").and_then(Value::as_str),
         })
     }
+}
+
+/// Whether a string map read by [`string_map`] holds exactly `expected`.
+fn same_strings(map: Option<&Map<String, Value>>, expected: &BTreeMap<String, String>) -> bool {
+    let Some(map) = map else {
+        return expected.is_empty();
+    };
+    map.len() == expected.len()
+        && map
+            .iter()
+            .all(|(k, v)| expected.get(k).map(String::as_str) == v.as_str())
 }
 
 fn malformed(name: String, reason: impl Into<String>) -> ObjectError {
@@ -224,17 +281,17 @@ fn display_name(namespace: &str, name: &str) -> String {
     }
 }
 
-/// `metadata.<field>` as a string map; absent or `null` is empty.
-fn string_map(meta: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, String> {
+/// `metadata.<field>` checked to be a map of strings; absent or `null` is `None`.
+fn string_map<'a>(
+    meta: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, String> {
     match meta.get(field) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(format!("metadata.{field}.{k} is not a string")),
-            })
-            .collect(),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => match map.iter().find(|(_, v)| !v.is_string()) {
+            Some((k, _)) => Err(format!("metadata.{field}.{k} is not a string")),
+            None => Ok(Some(map)),
+        },
         Some(_) => Err(format!("metadata.{field} is not a map of strings")),
     }
 }
@@ -282,6 +339,14 @@ pub fn column_value(column_type: ColumnType, value: Option<&Value>) -> Value {
     }
 }
 
+/// Whether [`column_value`] of `found` is `given`, without copying a document to find out.
+pub fn column_value_is(column_type: ColumnType, found: Option<&Value>, given: &Value) -> bool {
+    match (column_type, found) {
+        (ColumnType::Json, Some(found)) => found == given,
+        (column_type, found) => column_value(column_type, found) == *given,
+    }
+}
+
 /// A JSON number as an integer when it is one (`3`, `3.0`), `None` for fractions.
 fn integer(n: &serde_json::Number) -> Option<i64> {
     n.as_i64().or_else(|| {
@@ -298,7 +363,11 @@ mod tests {
     use super::*;
     use crate::mirror::kind::ColumnSpec;
 
-    fn spec(kind: &str, columns: &[(&str, &str, ColumnType)], prune: &[&str]) -> KindSpec {
+    pub(super) fn spec(
+        kind: &str,
+        columns: &[(&str, &str, ColumnType)],
+        prune: &[&str],
+    ) -> KindSpec {
         KindSpec {
             group: String::new(),
             version: "v1".into(),
@@ -319,7 +388,7 @@ mod tests {
         }
     }
 
-    fn pod() -> Value {
+    pub(super) fn pod() -> Value {
         json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
@@ -443,7 +512,7 @@ mod tests {
         Ok(())
     }
 
-    fn secret() -> Value {
+    pub(super) fn secret() -> Value {
         json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": "creds", "namespace": "shop"},
@@ -534,6 +603,50 @@ mod tests {
         assert!(out.labels.is_empty());
         assert_eq!(out.namespace, "");
         assert_eq!(out.created_at, None);
+        Ok(())
+    }
+
+    #[test]
+    fn an_object_yields_itself_until_any_field_differs() -> Result<(), ObjectError> {
+        let kind = spec(
+            "Pod",
+            &[("phase", ".status.phase", ColumnType::String)],
+            &[],
+        );
+        let processor = Processor::new(&kind)?;
+        let mut with_annotation = pod();
+        with_annotation["metadata"]["annotations"] = json!({"team": "a"});
+        let object = processor.process(with_annotation)?;
+        assert!(processor.yields(&object));
+
+        type Change = (&'static str, fn(&mut MirrorObject));
+        let changes: [Change; 10] = [
+            ("label value", |o| {
+                o.labels.insert("app".into(), "db".into());
+            }),
+            ("extra label", |o| {
+                o.labels.insert("tier".into(), "x".into());
+            }),
+            ("no labels", |o| o.labels.clear()),
+            ("annotation", |o| {
+                o.annotations.insert("team".into(), "b".into());
+            }),
+            ("uid", |o| o.uid = "other".into()),
+            ("resourceVersion", |o| o.resource_version = "43".into()),
+            ("namespace", |o| o.namespace = "other".into()),
+            ("creation time", |o| o.created_at = None),
+            ("column", |o| {
+                o.columns.insert("phase".into(), json!("Failed"));
+            }),
+            ("label in the JSON", |o| {
+                o.object["metadata"]["labels"]["app"] = json!("db");
+            }),
+        ];
+        for (what, change) in changes {
+            let mut changed = object.clone();
+            change(&mut changed);
+            assert!(!processor.yields(&changed), "{what} differs");
+        }
         Ok(())
     }
 

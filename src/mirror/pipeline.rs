@@ -255,7 +255,7 @@ fn convert(
     raw: RawObject,
     received: Instant,
 ) -> Option<Msg> {
-    match processor.process(raw.value) {
+    match processor.process_parts(&raw.parts) {
         Ok(object) => Some(Msg::Upsert { object, received }),
         Err(err) => {
             malformed.inc();

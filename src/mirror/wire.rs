@@ -15,45 +15,42 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::mirror::object::Parts;
 use axum::http::{Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::client::Body;
 use kube::core::{ApiResource, DynamicResourceScope};
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 
 /// An object of any kind as it came from the API server, plus the metadata the watcher needs.
 #[derive(Debug, Clone)]
 pub struct RawObject {
     meta: ObjectMeta,
-    /// The whole object.
-    pub value: Value,
+    /// The whole object as its members, read in one pass: the pipeline parses only what it needs.
+    pub parts: Parts,
 }
 
 impl RawObject {
-    pub fn new(value: Value) -> Self {
-        let text = |field: &str| {
-            value
-                .get("metadata")
-                .and_then(|m| m.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+    pub fn new(parts: Parts) -> Self {
+        let field = |name: &str| {
+            let (_, raw) = parts.metadata()?.iter().find(|(key, _)| key == name)?;
+            serde_json::from_str::<String>(raw.get()).ok()
         };
         let meta = ObjectMeta {
-            name: text("name"),
-            namespace: text("namespace"),
-            resource_version: text("resourceVersion"),
-            uid: text("uid"),
+            name: field("name"),
+            namespace: field("namespace"),
+            resource_version: field("resourceVersion"),
+            uid: field("uid"),
             ..ObjectMeta::default()
         };
-        Self { meta, value }
+        Self { meta, parts }
     }
 }
 
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Value::deserialize(deserializer).map(Self::new)
+        Parts::deserialize(deserializer).map(Self::new)
     }
 }
 
@@ -279,13 +276,23 @@ mod tests {
 
     #[test]
     fn raw_objects_decode_even_with_malformed_metadata() -> Result<(), serde_json::Error> {
-        let raw: RawObject = serde_json::from_value(json!({
-            "metadata": {"name": "bad", "namespace": "a", "resourceVersion": "7", "labels": "oops"}
-        }))?;
+        let raw: RawObject = serde_json::from_str(
+            r#"{"metadata": {"name": "bad", "namespace": "a", "resourceVersion": "7", "labels": "oops"}}"#,
+        )?;
         let meta = kube::Resource::meta(&raw);
         assert_eq!(meta.name.as_deref(), Some("bad"));
         assert_eq!(meta.resource_version.as_deref(), Some("7"));
-        assert_eq!(raw.value["metadata"]["labels"], "oops");
+        assert!(raw.parts.metadata().is_some_and(|m| {
+            m.iter()
+                .any(|(k, v)| k == "labels" && v.get() == r#""oops""#)
+        }));
+        let event: kube::core::WatchEvent<RawObject> = serde_json::from_str(
+            r#"{"type": "ADDED", "object": {"metadata": {"name": "in-event", "uid": "u"}}}"#,
+        )?;
+        let kube::core::WatchEvent::Added(raw) = event else {
+            panic!("an ADDED event");
+        };
+        assert_eq!(kube::Resource::meta(&raw).uid.as_deref(), Some("u"));
         Ok(())
     }
 

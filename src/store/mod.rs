@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod etcd;
 pub mod memory;
 pub mod mysql;
+pub mod object_json;
 pub mod sort;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use stowage_emulator::selectors::LabelSelector;
 
 use crate::mirror::kind::KindSpec;
+use crate::store::object_json::ObjectJson;
 
 /// The store's own change counter (not a Kubernetes resourceVersion).
 pub type Revision = u64;
@@ -37,7 +39,7 @@ pub struct MirrorObject {
     /// Values of the kind's typed columns, by column name (`null` when the path is absent).
     pub columns: BTreeMap<String, Value>,
     /// The whole pruned object.
-    pub object: Value,
+    pub object: ObjectJson,
 }
 
 /// One write of a batch.

@@ -37,7 +37,10 @@ impl Codec {
     /// The value stored for `object`.
     pub fn encode(&self, object: &MirrorObject) -> Vec<u8> {
         let encoded = if self.processor.yields(object) {
-            serde_json::to_vec(&object.object)
+            match object.object.text() {
+                Some(text) => Ok(text.as_bytes().to_vec()),
+                None => serde_json::to_vec(&object.object),
+            }
         } else {
             serde_json::to_vec(&serde_json::json!({ WRAPPED: object }))
         };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Number, Value};
 
 use crate::mirror::kind::{ColumnType, KindSpec};
-use crate::mirror::object::column_value;
+use crate::mirror::object::{column_value, column_value_is};
 use crate::mirror::path::{self, FieldPath};
 
 /// A kind's columns, in spec order, with their paths parsed once.
@@ -57,6 +57,13 @@ impl Layout {
             })
             .collect();
         Self { columns }
+    }
+
+    /// The paths the columns read (what [`Self::split`] needs of an object).
+    pub fn paths(&self) -> impl Iterator<Item = &FieldPath> {
+        self.columns
+            .iter()
+            .filter_map(|column| column.path.as_ref())
     }
 
     /// The entry cells and the record overrides of an object's columns map.
@@ -119,10 +126,7 @@ impl LayoutColumn {
         let (Some(path), Some(given)) = (&self.path, given) else {
             return self.path.is_none() && given.is_none();
         };
-        match (self.column_type, path.get(object)) {
-            (ColumnType::Json, Some(found)) if !found.is_null() => found == given,
-            (column_type, found) => column_value(column_type, found) == *given,
-        }
+        column_value_is(self.column_type, path.get(object), given)
     }
 }
 

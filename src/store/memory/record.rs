@@ -5,13 +5,15 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::labels::LabelSet;
 use super::layout::{Cell, Layout, Overrides};
+use crate::mirror::path::{self, FieldPath};
+use crate::store::object_json::{MAX_TEXT_DEPTH, ObjectJson};
 use crate::store::{MirrorObject, StoreError};
 
 /// `(namespace, name)`: the table key, ordered like the default sort; its strings are shared with
@@ -33,7 +35,11 @@ impl Key {
 
 /// serde_json reads nested arrays and objects back only up to its recursion limit (128 levels);
 /// deeper objects are kept parsed.
-const MAX_SERIALISED_DEPTH: usize = 100;
+const MAX_SERIALISED_DEPTH: usize = MAX_TEXT_DEPTH;
+
+/// Where [`annotations_derive`] looks.
+static ANNOTATIONS_PATH: LazyLock<FieldPath> =
+    LazyLock::new(|| path::parse(".metadata.annotations").expect("a valid path"));
 
 /// Scratch space of one write batch: a serialisation buffer, and the batch's objects, dropped
 /// together once the batch is done. Records copy what they keep rather than take the objects'
@@ -63,8 +69,12 @@ enum Body {
 }
 
 impl Body {
-    /// Serialises `object` through `buffer`.
-    fn of(object: &Value, buffer: &mut Vec<u8>) -> Self {
+    /// The text of `object`, or its tree serialised through `buffer`.
+    fn of(object: &ObjectJson, buffer: &mut Vec<u8>) -> Self {
+        if let Some(text) = object.text() {
+            return Self::Json(Bytes::copy_from_slice(text.as_bytes()));
+        }
+        let object = object.tree();
         if nested_deeper_than(object, MAX_SERIALISED_DEPTH) {
             return Self::Tree(Arc::new(object.clone()));
         }
@@ -112,9 +122,14 @@ impl Record {
         layout: &Arc<Layout>,
         scratch: &mut BatchScratch,
     ) -> (Self, Box<[Cell]>) {
-        let (cells, overrides) = layout.split(&object.columns, &object.object);
-        let annotations = (!annotations_derive(&object.object, &object.annotations))
+        // Only the members the checks read are parsed when the object is text.
+        let sparse = object
+            .object
+            .sparse(layout.paths().chain([&*ANNOTATIONS_PATH]));
+        let (cells, overrides) = layout.split(&object.columns, &sparse);
+        let annotations = (!annotations_derive(&sparse, &object.annotations))
             .then(|| object.annotations.clone().into_iter().collect());
+        drop(sparse);
         let record = Self {
             key,
             uid: object.uid.as_str().into(),
@@ -173,7 +188,7 @@ impl Record {
             annotations,
             created_at: self.created_at.as_deref().map(str::to_owned),
             columns,
-            object,
+            object: object.into(),
         })
     }
 
@@ -335,7 +350,7 @@ mod tests {
     fn odd_objects_read_back_as_written() {
         let spec = sample_kind("Odd");
         let mut null_object = sample_object("ns", "n", "1");
-        null_object.object = Value::Null;
+        *null_object.object = Value::Null;
         round_trip(&null_object, &spec);
         let mut bad_annotations = sample_object("ns", "m", "1");
         bad_annotations.object["metadata"]["annotations"] = json!({ "n": 1 });

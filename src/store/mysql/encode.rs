@@ -79,7 +79,10 @@ impl EncodedRow {
             labels: json(&object.labels),
             annotations: json(&object.annotations),
             created_at: object.created_at.clone(),
-            object: json(&object.object),
+            object: match object.object.text() {
+                Some(text) => text.to_owned(),
+                None => json(&object.object),
+            },
             columns,
         };
         let bytes = row.bytes();
