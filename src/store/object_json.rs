@@ -24,6 +24,16 @@ pub struct ObjectJson {
     /// Valid JSON nested at most [`MAX_TEXT_DEPTH`] levels, equal to the tree when both are set.
     text: Option<Box<str>>,
     tree: OnceLock<Value>,
+    /// Members of the text already parsed by whoever built it (only with `text`).
+    partial: Option<Box<Partial>>,
+}
+
+/// Some members of an object, parsed.
+#[derive(Clone)]
+struct Partial {
+    /// An object holding each of `roots` that the object has, as it has it.
+    tree: Value,
+    roots: Vec<String>,
 }
 
 impl ObjectJson {
@@ -37,7 +47,17 @@ impl ObjectJson {
         (depth(&text) <= MAX_TEXT_DEPTH).then(|| Self {
             text: Some(text),
             tree: OnceLock::new(),
+            partial: None,
         })
+    }
+
+    /// Keeps `tree`, the object restricted to the members named `roots` (those it has), so
+    /// [`Self::sparse`] answers paths into them without parsing the text again.
+    pub(crate) fn with_partial(mut self, tree: Value, roots: Vec<String>) -> Self {
+        if self.text.is_some() && tree.is_object() {
+            self.partial = Some(Box::new(Partial { tree, roots }));
+        }
+        self
     }
 
     /// The JSON text, when the object has not been changed since it was given as text.
@@ -69,10 +89,16 @@ impl ObjectJson {
             return Cow::Borrowed(self.tree());
         };
         let paths: Vec<&[Segment]> = paths.into_iter().map(FieldPath::segments).collect();
-        match serde_json::from_str::<&RawValue>(text) {
-            Ok(text) => Cow::Owned(sparse(text, &paths)),
-            Err(_) => Cow::Borrowed(self.tree()),
+        if let Some(partial) = &self.partial {
+            let covered = |path: &&[Segment]| match path.first() {
+                Some(Segment::Key(root)) => partial.roots.iter().any(|r| r == root),
+                _ => true, // an index into an object finds nothing either way
+            };
+            if paths.iter().all(covered) {
+                return Cow::Borrowed(&partial.tree);
+            }
         }
+        Cow::Owned(sparse(text, &paths))
     }
 }
 
@@ -81,6 +107,7 @@ impl From<Value> for ObjectJson {
         Self {
             text: None,
             tree: OnceLock::from(tree),
+            partial: None,
         }
     }
 }
@@ -97,6 +124,7 @@ impl DerefMut for ObjectJson {
     fn deref_mut(&mut self) -> &mut Value {
         self.tree();
         self.text = None;
+        self.partial = None;
         self.tree.get_mut().expect("parsed above")
     }
 }
@@ -152,8 +180,8 @@ pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
     /// `None` when `text` is not a JSON object.
-    pub fn parse(text: &'a RawValue) -> Option<Self> {
-        serde_json::from_str(text.get()).ok()
+    pub fn parse(text: &'a str) -> Option<Self> {
+        serde_json::from_str(text).ok()
     }
 
     /// The value of `key` (the last one, as serde_json's maps keep the last duplicate).
@@ -218,9 +246,9 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// The tree of `text` restricted to what `paths` reach (see [`ObjectJson::sparse`]).
-fn sparse(text: &RawValue, paths: &[&[Segment]]) -> Value {
+fn sparse(text: &str, paths: &[&[Segment]]) -> Value {
     let Some(fields) = Fields::parse(text) else {
-        return serde_json::from_str(text.get()).unwrap_or(Value::Null);
+        return serde_json::from_str(text).unwrap_or(Value::Null);
     };
     let mut map = Map::new();
     for (key, value) in fields.0.iter().rev() {
@@ -243,7 +271,7 @@ fn sparse(text: &RawValue, paths: &[&[Segment]]) -> Value {
         let member = if whole {
             serde_json::from_str(value.get()).unwrap_or(Value::Null)
         } else {
-            sparse(value, &tails)
+            sparse(value.get(), &tails)
         };
         map.insert(key.clone().into_owned(), member);
     }
@@ -352,6 +380,24 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_partial_answers_the_paths_it_covers() {
+        let whole = sample();
+        let partial = json!({"data": {"a": "b"}});
+        let object = text(&whole).with_partial(partial, vec!["data".into(), "status".into()]);
+        let data = path::parse(".data.a").expect("path");
+        let phase = path::parse(".status.phase").expect("path");
+        let kind = path::parse(".spec.type").expect("path");
+        assert!(matches!(object.sparse([&data, &phase]), Cow::Borrowed(_)));
+        assert_eq!(data.get(&object.sparse([&data])), Some(&json!("b")));
+        // A root the partial does not cover is parsed from the text.
+        let sparse = object.sparse([&data, &kind]);
+        assert_eq!(kind.get(&sparse), Some(&json!("LB")));
+        let mut changed = object.clone();
+        changed["data"]["a"] = json!("c");
+        assert_eq!(data.get(&changed.sparse([&data])), Some(&json!("c")), "dropped on change");
+    }
+
+    #[test]
     fn the_last_duplicate_key_counts_as_in_a_tree() {
         let raw = RawValue::from_string(r#"{"a": {"b": 1}, "a": {"b": 2}}"#.into()).expect("raw");
         let object = ObjectJson::from_text(raw).expect("shallow");
@@ -375,12 +421,12 @@ mod tests {
     #[test]
     fn fields_keep_order_and_unescape_keys() {
         let raw = RawValue::from_string(r#"{"b": 1, "a\u0041": [2], "b": 3}"#.into()).expect("raw");
-        let fields = Fields::parse(&raw).expect("object");
+        let fields = Fields::parse(raw.get()).expect("object");
         let keys: Vec<&str> = fields.0.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["b", "aA", "b"]);
         assert!(fields.has_duplicates());
         assert_eq!(fields.get("b").map(RawValue::get), Some("3"));
         let not_object = RawValue::from_string("[1]".into()).expect("raw");
-        assert!(Fields::parse(&not_object).is_none());
+        assert!(Fields::parse(not_object.get()).is_none());
     }
 }

@@ -69,8 +69,8 @@ impl Processor {
             }
         }
         let mut object = self.process(Value::Object(view))?;
+        let processed = std::mem::take(&mut object.object).into_tree();
 
-        let processed = object.object.tree();
         let capacity = members.iter().map(|(k, m)| k.len() + size(m)).sum();
         let mut out: Vec<u8> = Vec::with_capacity(capacity);
         out.push(b'{');
@@ -102,7 +102,11 @@ impl Processor {
         out.push(b'}');
         let out = String::from_utf8(out).unwrap_or_default();
         match ObjectJson::from_valid_json(out.into_boxed_str()) {
-            Some(text) => object.object = text,
+            Some(text) => {
+                // Stores check columns and annotations against these members: already parsed.
+                let roots = rewritten.iter().chain(&read).map(|r| r.to_string()).collect();
+                object.object = text.with_partial(processed, roots);
+            }
             None => {
                 // Too deep to keep as text: the tree path keeps it as a tree.
                 let json = parts.to_json().unwrap_or_default();
