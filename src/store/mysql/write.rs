@@ -452,6 +452,14 @@ async fn update_ids(
     Ok(())
 }
 
+/// Whether a row statement of `rows` rows stays prepared on its connection. Syncs send batch
+/// after batch of the same size, and preparing a statement of thousands of placeholders each
+/// time costs the server a parse and the writer a round trip; only round sizes are kept, so a
+/// connection holds a few such statements, not one per size.
+pub(super) fn keep_prepared(rows: usize) -> bool {
+    rows >= 100 && rows.is_multiple_of(100)
+}
+
 /// Multi-row `INSERT … ON DUPLICATE KEY UPDATE`, cut into statements under the server's
 /// packet size and placeholder limits.
 async fn upsert_rows(
@@ -530,8 +538,25 @@ async fn upsert_rows(
                 insert = sql::bind(insert, param);
             }
         }
-        insert.persistent(false).execute(&mut **tx).await?;
+        insert
+            .persistent(keep_prepared(end - start))
+            .execute(&mut **tx)
+            .await?;
         start = end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_prepared;
+
+    #[test]
+    fn only_round_statement_sizes_stay_prepared() {
+        assert!(keep_prepared(500));
+        assert!(keep_prepared(100));
+        assert!(!keep_prepared(499), "the odd last batch of a sync");
+        assert!(!keep_prepared(1), "steady-state batches vary in size");
+        assert!(!keep_prepared(0));
+    }
 }
