@@ -452,10 +452,11 @@ async fn update_ids(
     Ok(())
 }
 
-/// Whether a row statement of `rows` rows stays prepared on its connection. Syncs send batch
-/// after batch of the same size, and preparing a statement of thousands of placeholders each
-/// time costs the server a parse and the writer a round trip; only round sizes are kept, so a
-/// connection holds a few such statements, not one per size.
+/// Whether an insert-only statement of `rows` rows stays prepared on its connection. A sync
+/// sends batch after batch of the same size, and preparing a statement of thousands of
+/// placeholders each time costs the server a parse and the writer a round trip. Kept statements
+/// cost server memory (3.5 MB for 500 rows), so only round sizes of insert-only batches are
+/// kept: a connection holds a few, not one per size.
 pub(super) fn keep_prepared(rows: usize) -> bool {
     rows >= 100 && rows.is_multiple_of(100)
 }
@@ -539,7 +540,7 @@ async fn upsert_rows(
             }
         }
         insert
-            .persistent(keep_prepared(end - start))
+            .persistent(!on_duplicate && keep_prepared(end - start))
             .execute(&mut **tx)
             .await?;
         start = end;
