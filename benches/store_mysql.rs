@@ -59,6 +59,58 @@ fn pod(i: u64, namespaces: u64) -> serde_json::Value {
             "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from
+/// `/proc/{pid}/stat`; `None` where that cannot be read.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) end with ')'; utime, stime are 14, 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+/// The MariaDB server's process id on this machine, if it runs here.
+fn server_pid() -> Option<String> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            matches!(comm.trim(), "mariadbd" | "mysqld")
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+/// CPU seconds of this process and of the server, to split a phase's wall time (the client
+/// and the server mostly take turns: every statement waits for its answer).
+#[derive(Clone, Copy)]
+struct Cpu {
+    client: f64,
+    server: f64,
+}
+
+impl Cpu {
+    fn now(server: Option<&str>) -> Self {
+        Self {
+            client: cpu_seconds("self").unwrap_or(0.0),
+            server: server.and_then(cpu_seconds).unwrap_or(0.0),
+        }
+    }
+
+    /// "client X s, server Y s" since `self`.
+    fn since(self, server: Option<&str>) -> String {
+        let now = Self::now(server);
+        format!(
+            "client CPU {:.2} s, server CPU {:.2} s",
+            now.client - self.client,
+            now.server - self.server
+        )
+    }
+}
+
 fn pct(latencies: &mut [u64], p: f64) -> f64 {
     latencies.sort_unstable();
     let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
@@ -209,6 +261,8 @@ async fn main() {
     // beside (b) the raw multi-row INSERT of the same rows, alternating which goes first. Round 0
     // syncs the Pod kind the REST part reads; later rounds use fresh tables, dropped afterwards.
     let rows: Vec<Vec<Option<String>>> = pods.iter().map(raw_values).collect();
+    let server = server_pid();
+    let server = server.as_deref();
     let mut store_rates = Vec::new();
     let mut raw_rates = Vec::new();
     for round in 0..rounds {
@@ -224,22 +278,45 @@ async fn main() {
         let mut store_rate = 0.0;
         let mut raw_rate = 0.0;
         for step in 0..2 {
-            let started = Instant::now();
             if (step + round) % 2 == 0 {
-                for chunk in pods.chunks(BATCH) {
-                    let ops = chunk.iter().cloned().map(WriteOp::Upsert).collect();
-                    store
-                        .write(&store_kind, WriteBatch { ops, epoch: 1 })
-                        .await
-                        .expect("write");
+                // The batches are built before the clock starts, as the raw rows are: the
+                // pipeline hands the store objects it owns, cloning them is no part of a write.
+                let batches: Vec<WriteBatch> = pods
+                    .chunks(BATCH)
+                    .map(|chunk| WriteBatch {
+                        ops: chunk.iter().cloned().map(WriteOp::Upsert).collect(),
+                        epoch: 1,
+                    })
+                    .collect();
+                let cpu = Cpu::now(server);
+                let started = Instant::now();
+                for batch in batches {
+                    store.write(&store_kind, batch).await.expect("write");
                 }
+                let written = started.elapsed();
                 store.sweep(&store_kind, 1).await.expect("sweep");
-                store_rate = objects as f64 / started.elapsed().as_secs_f64();
+                let elapsed = started.elapsed();
+                store_rate = objects as f64 / elapsed.as_secs_f64();
+                println!(
+                    "  store: {:.2} s ({:.2} s writes, {:.2} s sweep), {}",
+                    elapsed.as_secs_f64(),
+                    written.as_secs_f64(),
+                    (elapsed - written).as_secs_f64(),
+                    cpu.since(server)
+                );
             } else {
+                let cpu = Cpu::now(server);
+                let started = Instant::now();
                 for chunk in rows.chunks(BATCH) {
                     raw_insert(&pool, &raw_kind.table_name(), chunk, false).await;
                 }
-                raw_rate = objects as f64 / started.elapsed().as_secs_f64();
+                let elapsed = started.elapsed();
+                raw_rate = objects as f64 / elapsed.as_secs_f64();
+                println!(
+                    "  raw:   {:.2} s, {}",
+                    elapsed.as_secs_f64(),
+                    cpu.since(server)
+                );
             }
         }
         println!(
@@ -267,6 +344,7 @@ async fn main() {
     let raw_rate = best(&raw_rates);
 
     // (a) One upsert per row, autocommitted.
+    let cpu = Cpu::now(server);
     let started = Instant::now();
     for row in &rows[..single_rows] {
         raw_insert(
@@ -278,6 +356,7 @@ async fn main() {
         .await;
     }
     let single_rate = single_rows as f64 / started.elapsed().as_secs_f64();
+    println!("  single rows: {}", cpu.since(server));
     println!(
         "initial sync, MysqlStore::write (batches of {BATCH}, with change feed): {store_rate:>8.0} rows/s (best of {rounds})"
     );
@@ -372,6 +451,26 @@ async fn main() {
         probe["total"],
         probe["items"].as_array().map_or(0, Vec::len)
     );
+    if let Some(ms) = std::env::var("BENCH_SLOW_LOG_MS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        // Every pooled connection logs its statements slower than `ms` with their plans and
+        // InnoDB counters (the server's slow log must be on: SET GLOBAL slow_query_log = 1).
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            let mut conn = pool.acquire().await.expect("connection");
+            sqlx::query(&format!(
+                "SET SESSION slow_query_log = 1, long_query_time = {},                  log_slow_verbosity = 'query_plan,innodb,explain'",
+                ms / 1000.0
+            ))
+            .execute(&mut *conn)
+            .await
+            .expect("slow log");
+            held.push(conn);
+        }
+    }
+    let cpu = Cpu::now(server);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
@@ -420,6 +519,7 @@ async fn main() {
         pct(&mut empty, 0.5),
         pct(&mut empty, 0.99)
     );
+    println!("  REST phase: {}", cpu.since(server));
     pool.close().await;
     if std::env::var_os("BENCH_KEEP_DB").is_some() {
         println!("kept database {database}");

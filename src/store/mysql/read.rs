@@ -105,9 +105,15 @@ async fn page_and_total(
         let total = query.offset + rows.len();
         return Ok((rows, total));
     }
+    // Prepared afresh each time: MariaDB 10.11 re-executing a kept prepared count after the
+    // page statement read the same table on that connection no longer reads the list index
+    // alone (the plan turns from `Using index` to `Using index condition`), so the count of
+    // 1 000 matches read 1 000 rows (3 000 pages) instead of 6 pages, from disk once the
+    // rows outgrow the buffer pool (docs/benchmarks.md, MySQL store).
     let total: i64 = statements
         .count
         .query()
+        .persistent(false)
         .fetch_one(&store.pool)
         .await
         .and_then(|row| row.try_get(0))
