@@ -10,12 +10,13 @@ mod update;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde_json::Value;
 
+use crate::patch::apply::Managed;
 use crate::resources::{Registry, ResourceType, StorageKey};
 use crate::status::ApiError;
 
@@ -29,12 +30,33 @@ pub struct Stored {
     pub value: Value,
     pub json: Bytes,
     pub rv: u64,
+    /// Its decoded managedFields: set by the write that recorded them, else decoded when a
+    /// write first needs them.
+    managed: OnceLock<Arc<Managed>>,
 }
 
 impl Stored {
     fn new(value: Value, rv: u64) -> Arc<Self> {
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        Arc::new(Self { value, json, rv })
+        Arc::new(Self {
+            value,
+            json,
+            rv,
+            managed: OnceLock::new(),
+        })
+    }
+
+    /// The decoded managedFields of this version.
+    fn managed(&self) -> &Managed {
+        self.managed
+            .get_or_init(|| Arc::new(Managed::decode(&self.value)))
+    }
+
+    /// Keeps the entries the write of this version recorded (they are what `value` holds).
+    fn recorded(&self, managed: Option<Managed>) {
+        if let Some(managed) = managed {
+            let _ = self.managed.set(Arc::new(managed));
+        }
     }
 
     pub fn labels(&self) -> Option<&serde_json::Map<String, Value>> {

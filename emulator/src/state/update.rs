@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::write::{checked_put, finalizers, is_crd, meta_str, view};
 use super::{Inner, State, Stored};
 use crate::patch;
+use crate::patch::apply::Managed;
 use crate::resources::ResourceType;
 use crate::state::WriteOptions;
 use crate::status::ApiError;
@@ -20,8 +21,13 @@ pub(super) enum Outcome {
     Unchanged,
     /// A dry run: the object as it would have been written.
     DryRun(Value),
-    /// Write `new`; then remove the object when its deletion waits for no finalizer.
-    Write { new: Value, remove: bool },
+    /// Write `new` (whose managedFields are `managed` when the write recorded them); then
+    /// remove the object when its deletion waits for no finalizer.
+    Write {
+        new: Value,
+        managed: Option<Managed>,
+        remove: bool,
+    },
 }
 
 /// Metadata the server owns: kept from the stored version whatever a write sends.
@@ -55,7 +61,13 @@ pub(super) fn prepare(
         .and_then(|meta| meta.shift_remove("managedFields"));
     let mut new = match subresource {
         Some("status") => {
-            let mut n = old.value.clone();
+            // A recorded write replaces managedFields (at the end of metadata, wherever they
+            // were): no need to copy the stored ones.
+            let mut n = if record_manager {
+                clone_without_managed_fields(&old.value)
+            } else {
+                old.value.clone()
+            };
             match candidate.get_mut("status").map(Value::take) {
                 Some(s) => n["status"] = s,
                 None => {
@@ -133,16 +145,20 @@ pub(super) fn prepare(
     if is_crd(rt) && subresource.is_none() {
         crd(&mut new, name, old.value.get("status"))?;
     }
+    let mut managed = None;
     if record_manager {
-        new = patch::apply::record_update_of_stored(
+        let (recorded, entries) = patch::apply::record_update_with(
             &rt.api_version(),
             &rt.kind,
             &opts.manager,
             subresource,
             &super::write::now(),
             &old.value,
+            old.managed(),
             new,
         );
+        new = recorded;
+        managed = Some(entries);
     }
     if same_but_times(&new, &old.value) {
         return Ok(Outcome::Unchanged);
@@ -152,7 +168,34 @@ pub(super) fn prepare(
     }
     let remove =
         new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
-    Ok(Outcome::Write { new, remove })
+    Ok(Outcome::Write {
+        new,
+        managed,
+        remove,
+    })
+}
+
+/// A copy of `value` without `metadata.managedFields`.
+fn clone_without_managed_fields(value: &Value) -> Value {
+    let Value::Object(object) = value else {
+        return value.clone();
+    };
+    let copy = object
+        .iter()
+        .map(|(key, field)| {
+            let field = match (key.as_str(), field) {
+                ("metadata", Value::Object(meta)) => Value::Object(
+                    meta.iter()
+                        .filter(|(k, _)| *k != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => field.clone(),
+            };
+            (key.clone(), field)
+        })
+        .collect();
+    Value::Object(copy)
 }
 
 /// Equal apart from metadata (and status when it is a subresource): no generation bump.
@@ -238,12 +281,17 @@ impl Inner {
         match outcome {
             Outcome::Unchanged => Arc::clone(old),
             Outcome::DryRun(new) => Stored::new(new, old.rv),
-            Outcome::Write { new, remove } => {
+            Outcome::Write {
+                new,
+                managed,
+                remove,
+            } => {
                 let name = meta_str(&old.value, "name").unwrap_or_default().to_owned();
                 let ns = meta_str(&old.value, "namespace")
                     .unwrap_or_default()
                     .to_owned();
                 let stored = self.commit(&rt.storage, &ns, &name, Some(new));
+                stored.recorded(managed);
                 if remove {
                     let last = self.remove(&rt.storage, &ns, &name, &stored);
                     return Stored::new(last, self.rv);

@@ -228,12 +228,13 @@ impl Inner {
         if is_crd(rt) {
             self.register_crd(&mut body, &name, None)?;
         }
+        let mut managed = None;
         if body
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty)
         {
-            body = patch::apply::record_update(
+            let (recorded, entries) = patch::apply::record_update_managed(
                 &rt.api_version(),
                 &rt.kind,
                 &opts.manager,
@@ -242,11 +243,14 @@ impl Inner {
                 None,
                 &body,
             );
+            body = recorded;
+            managed = Some(entries);
         }
         if opts.dry_run {
             return Ok(view(rt, &body));
         }
         let stored = self.commit(&rt.storage, &ns, &name, Some(body));
+        stored.recorded(managed);
         Ok(view(rt, &stored.value))
     }
 

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
@@ -182,6 +183,18 @@ impl Set {
         out
     }
 
+    /// True when [`Set::difference`] with `other` would take anything from `self`: a member
+    /// of both at the same place.
+    pub(super) fn shares_members(&self, other: &Set) -> bool {
+        self.members.iter().any(|pe| other.members.contains(pe))
+            || self.children.iter().any(|(pe, child)| {
+                other
+                    .children
+                    .get(pe)
+                    .is_some_and(|theirs| child.shares_members(theirs))
+            })
+    }
+
     pub(super) fn intersection(&self, other: &Set) -> Set {
         let mut out = Set {
             members: self.members.intersection(&other.members).cloned().collect(),
@@ -293,22 +306,25 @@ impl Set {
 
 /// Paths never tracked as owned (the API server's stripped metadata).
 pub(super) fn strip_ignored(set: &Set) -> Set {
-    let mut ignored = Set::default();
-    for field in ["apiVersion", "kind", "metadata"] {
-        ignored.insert(&[Pe::Field(field.into())]);
-    }
-    for field in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-    ] {
-        ignored.insert(&[Pe::Field("metadata".into()), Pe::Field(field.into())]);
-    }
-    set.difference(&ignored)
+    static IGNORED: LazyLock<Set> = LazyLock::new(|| {
+        let mut ignored = Set::default();
+        for field in ["apiVersion", "kind", "metadata"] {
+            ignored.insert(&[Pe::Field(field.into())]);
+        }
+        for field in [
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+        ] {
+            ignored.insert(&[Pe::Field("metadata".into()), Pe::Field(field.into())]);
+        }
+        ignored
+    });
+    set.difference(&IGNORED)
 }

@@ -31,7 +31,19 @@ impl Entry {
             && (self.operation == Operation::Apply || self.api_version == other.api_version)
     }
 
-    fn to_json(&self) -> Value {
+    /// A copy of everything but the field set.
+    pub(super) fn clone_meta(&self) -> Entry {
+        Entry {
+            manager: self.manager.clone(),
+            operation: self.operation,
+            api_version: self.api_version.clone(),
+            subresource: self.subresource.clone(),
+            time: self.time.clone(),
+            set: Set::default(),
+        }
+    }
+
+    pub(super) fn to_json(&self) -> Value {
         let mut out = Map::new();
         if !self.manager.is_empty() {
             out.insert("manager".into(), Value::String(self.manager.clone()));
@@ -58,7 +70,7 @@ impl Entry {
         Value::Object(out)
     }
 
-    fn sort_key(&self) -> (Operation, i64, &str, &str, &str) {
+    pub(super) fn sort_key(&self) -> (Operation, i64, &str, &str, &str) {
         let seconds = self
             .time
             .as_deref()
@@ -148,8 +160,15 @@ pub(super) fn take_managed_fields(obj: &mut Value) -> Option<Value> {
 }
 
 /// Writes entries in the API server's order: Apply before Update, then by time and manager.
-pub(super) fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
+/// Returns them in that order.
+pub(super) fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    write_managed_fields(obj, entries.iter().map(Entry::to_json).collect());
+    entries
+}
+
+/// Writes encoded entries as they come (none: no managedFields).
+pub(super) fn write_managed_fields(obj: &mut Value, list: Vec<Value>) {
     let Some(root) = obj.as_object_mut() else {
         return;
     };
@@ -157,12 +176,9 @@ pub(super) fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
     let Some(meta) = meta.as_object_mut() else {
         return;
     };
-    if entries.is_empty() {
+    if list.is_empty() {
         meta.shift_remove("managedFields");
     } else {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.iter().map(Entry::to_json).collect()),
-        );
+        meta.insert("managedFields".into(), Value::Array(list));
     }
 }

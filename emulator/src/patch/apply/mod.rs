@@ -13,6 +13,8 @@ mod tests;
 mod value;
 mod walk;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{Conflict, PatchError};
@@ -20,6 +22,7 @@ use compare::{compare_objects, compare_without_managed_fields};
 use fieldset::{Set, path_string, strip_ignored};
 use managed::{
     Entry, Operation, decode_entries, is_reset, set_managed_fields, take_managed_fields,
+    write_managed_fields,
 };
 use merge::{merge, prune};
 use object::{empty_object, restore_system_fields, skeleton, status_only};
@@ -213,6 +216,19 @@ pub fn record_update(
     old: Option<&Value>,
     new: &Value,
 ) -> Value {
+    record_update_managed(api_version, kind, manager, subresource, now, old, new).0
+}
+
+/// [`record_update`], also returning the entries of the result.
+pub fn record_update_managed(
+    api_version: &str,
+    kind: &str,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+    old: Option<&Value>,
+    new: &Value,
+) -> (Value, Managed) {
     let ctx = Ctx { api_version, kind };
     let mut result = new.clone();
     let sent = take_managed_fields(&mut result);
@@ -237,8 +253,12 @@ pub fn record_update(
     };
     let base = base.unwrap_or_else(|| skeleton(&result));
     let cmp = compare_objects(&ctx, &base, &result);
-    record_changes(&ctx, manager, subresource, now, entries, &cmp, &mut result);
-    result
+    let entries = record_changes(&ctx, manager, subresource, now, entries, &cmp, &mut result);
+    let managed = Managed {
+        entries: entries.into_iter().map(Arc::new).collect(),
+        canonical: true,
+    };
+    (result, managed)
 }
 
 /// [`record_update`] of a write to an existing object whose `new` version carries the stored
@@ -250,21 +270,130 @@ pub fn record_update_of_stored(
     subresource: Option<&str>,
     now: &str,
     old: &Value,
-    mut new: Value,
+    new: Value,
 ) -> Value {
-    let ctx = Ctx { api_version, kind };
-    take_managed_fields(&mut new);
-    // What record_update does with the stored list sent back: decoded, or none when invalid.
-    let entries = old
-        .pointer("/metadata/managedFields")
-        .and_then(|list| decode_entries(list).ok())
-        .unwrap_or_default();
-    let cmp = compare_without_managed_fields(&ctx, old, &new);
-    record_changes(&ctx, manager, subresource, now, entries, &cmp, &mut new);
-    new
+    let managed = Managed::decode(old);
+    record_update_with(
+        api_version,
+        kind,
+        manager,
+        subresource,
+        now,
+        old,
+        &managed,
+        new,
+    )
+    .0
 }
 
-/// Moves the changed fields to `manager`'s Update entry and writes the entries into `result`.
+/// The decoded `metadata.managedFields` of a stored object, kept beside it so the next write
+/// does not decode them again. When `canonical`, entry `i` is what the object's
+/// `managedFields[i]` encodes (this module wrote the list), so an entry a write leaves alone
+/// keeps its encoding instead of being encoded again, as the API server's would come out.
+#[derive(Debug, Default)]
+pub struct Managed {
+    entries: Vec<Arc<Entry>>,
+    canonical: bool,
+}
+
+impl Managed {
+    /// The entries of `object` (none when its list is invalid, as [`record_update`] has it).
+    pub fn decode(object: &Value) -> Managed {
+        let entries = object
+            .pointer("/metadata/managedFields")
+            .and_then(|list| decode_entries(list).ok())
+            .unwrap_or_default();
+        Managed {
+            entries: entries.into_iter().map(Arc::new).collect(),
+            canonical: false,
+        }
+    }
+}
+
+/// [`record_update_of_stored`] given the stored object's decoded entries; also returns the
+/// entries of the result.
+#[allow(clippy::too_many_arguments)]
+pub fn record_update_with(
+    api_version: &str,
+    kind: &str,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+    old: &Value,
+    old_managed: &Managed,
+    mut new: Value,
+) -> (Value, Managed) {
+    let ctx = Ctx { api_version, kind };
+    take_managed_fields(&mut new);
+    let cmp = compare_without_managed_fields(&ctx, old, &new);
+    let changed = cmp.modified.union(&cmp.added);
+    let encoded = old
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .filter(|_| old_managed.canonical);
+    // Entries the write takes nothing from stay as they are, encoding included.
+    let mut entries: Vec<(Arc<Entry>, Option<&Value>)> = old_managed
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.set.shares_members(&changed) || entry.set.shares_members(&cmp.removed) {
+                let set = entry.set.difference(&changed).difference(&cmp.removed);
+                (
+                    Arc::new(Entry {
+                        set,
+                        ..(**entry).clone_meta()
+                    }),
+                    None,
+                )
+            } else {
+                (Arc::clone(entry), encoded.and_then(|list| list.get(i)))
+            }
+        })
+        .collect();
+    let taken = strip_ignored(&changed);
+    if !taken.is_empty() {
+        let me = Entry {
+            manager: manager.into(),
+            operation: Operation::Update,
+            api_version: ctx.api_version.into(),
+            subresource: subresource.unwrap_or_default().into(),
+            time: Some(now.into()),
+            set: Set::default(),
+        };
+        match entries.iter_mut().find(|(e, _)| e.same_owner(&me)) {
+            Some((entry, json)) => {
+                let set = entry.set.union(&taken);
+                *entry = Arc::new(Entry {
+                    set,
+                    time: me.time,
+                    ..entry.clone_meta()
+                });
+                *json = None;
+            }
+            None => entries.push((Arc::new(Entry { set: taken, ..me }), None)),
+        }
+    }
+    entries.retain(|(e, _)| !e.set.is_empty());
+    // The API server's order, as set_managed_fields writes it.
+    entries.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(entry, json)| match json {
+            Some(json) => (*json).clone(),
+            None => entry.to_json(),
+        })
+        .collect();
+    write_managed_fields(&mut new, list);
+    let managed = Managed {
+        entries: entries.into_iter().map(|(entry, _)| entry).collect(),
+        canonical: true,
+    };
+    (new, managed)
+}
+
+/// Moves the changed fields to `manager`'s Update entry and writes the entries into `result`;
+/// returns them in the order written.
 fn record_changes(
     ctx: &Ctx,
     manager: &str,
@@ -273,7 +402,7 @@ fn record_changes(
     mut entries: Vec<Entry>,
     cmp: &compare::Comparison,
     result: &mut Value,
-) {
+) -> Vec<Entry> {
     let changed = cmp.modified.union(&cmp.added);
     for entry in &mut entries {
         entry.set = entry.set.difference(&changed).difference(&cmp.removed);
@@ -297,7 +426,7 @@ fn record_changes(
         }
     }
     entries.retain(|e| !e.set.is_empty());
-    set_managed_fields(result, entries);
+    set_managed_fields(result, entries)
 }
 
 /// Removes `metadata.managedFields` from an object.

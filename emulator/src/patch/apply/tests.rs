@@ -828,3 +828,75 @@ fn record_update_of_stored_agrees_with_record_update() {
         assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn kept_entries_record_what_decoded_ones_do() {
+    // A chain of writes, each recorded from the entries the previous write returned (as the
+    // state keeps them beside the object): every result must be the one recording from the
+    // stored list gives, whether a write takes fields from other managers or leaves them be.
+    let live = ok(apply(
+        &deploy("a", T1),
+        None,
+        &deployment(1, json!({"app": "web"}), &[("app", "nginx")]),
+    ));
+    type Step = (
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        fn(&mut Value),
+    );
+    let steps: [Step; 7] = [
+        ("editor", None, T2, |v| v["spec"]["replicas"] = json!(3)),
+        ("binder", Some("status"), T2, |v| {
+            v["status"] = json!({"readyReplicas": 3})
+        }),
+        ("editor", None, T3, |v| {
+            v["metadata"]["labels"]["tier"] = json!("fe")
+        }),
+        ("editor", None, T3, |_| {}),
+        ("other", None, T3, |v| {
+            v["metadata"]["labels"] = json!({"app": "web"});
+            v["spec"]["replicas"] = json!(4);
+        }),
+        ("binder", Some("status"), T3, |v| {
+            v["status"] = json!({"readyReplicas": 4})
+        }),
+        ("other", None, T3, |v| v["spec"]["paused"] = json!(true)),
+    ];
+    let mut stored = live.clone();
+    let mut kept = Managed::decode(&live);
+    for (i, (manager, subresource, now, change)) in steps.into_iter().enumerate() {
+        let mut next = stored.clone();
+        strip_managed_fields(&mut next);
+        change(&mut next);
+        let expected = record_update_of_stored(
+            "apps/v1",
+            "Deployment",
+            manager,
+            subresource,
+            now,
+            &stored,
+            next.clone(),
+        );
+        let (got, entries) = record_update_with(
+            "apps/v1",
+            "Deployment",
+            manager,
+            subresource,
+            now,
+            &stored,
+            &kept,
+            next,
+        );
+        assert_eq!(got, expected, "step {i}");
+        stored = got;
+        kept = entries;
+    }
+    let managers: Vec<&str> = stored["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["a", "binder", "other"], "{stored}");
+}
