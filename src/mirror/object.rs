@@ -57,6 +57,10 @@ pub struct Processor {
     redact: bool,
     /// Everything [`Self::yields`] reads of an object.
     read_paths: Vec<FieldPath>,
+    /// Top-level members the rules change (metadata, prune and redaction roots) and those the
+    /// columns only read: what [`Self::process_parts`] parses.
+    rewritten_roots: Vec<String>,
+    read_roots: Vec<String>,
 }
 
 impl Processor {
@@ -84,11 +88,28 @@ impl Processor {
         if redact {
             read_paths.extend([parse("data")?, parse("stringData")?]);
         }
+        let root = |path: &FieldPath| match path.segments().first() {
+            Some(path::Segment::Key(key)) => Some(key.clone()),
+            _ => None,
+        };
+        let mut rewritten_roots = vec!["metadata".to_owned()];
+        if redact {
+            rewritten_roots.extend(["data".to_owned(), "stringData".to_owned()]);
+        }
+        rewritten_roots.extend(prune.iter().filter_map(root));
+        rewritten_roots.sort();
+        rewritten_roots.dedup();
+        let mut read_roots: Vec<String> = columns.iter().filter_map(|(_, _, p)| root(p)).collect();
+        read_roots.retain(|r| !rewritten_roots.contains(r));
+        read_roots.sort();
+        read_roots.dedup();
         Ok(Self {
             prune,
             columns,
             redact,
             read_paths,
+            rewritten_roots,
+            read_roots,
         })
     }
 

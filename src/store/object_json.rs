@@ -394,7 +394,11 @@ mod tests {
         assert_eq!(kind.get(&sparse), Some(&json!("LB")));
         let mut changed = object.clone();
         changed["data"]["a"] = json!("c");
-        assert_eq!(data.get(&changed.sparse([&data])), Some(&json!("c")), "dropped on change");
+        assert_eq!(
+            data.get(&changed.sparse([&data])),
+            Some(&json!("c")),
+            "dropped on change"
+        );
     }
 
     #[test]

@@ -5,14 +5,11 @@
 //! too deeply to keep as text take the tree path, so both paths always agree; the tests below
 //! hold them to it.
 
-use std::collections::HashSet;
-
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::parts::{Member, Parts};
 use super::{ObjectError, Processor, malformed};
-use crate::mirror::path::Segment;
 use crate::store::MirrorObject;
 use crate::store::object_json::ObjectJson;
 
@@ -33,16 +30,8 @@ impl Processor {
             return Err(malformed("<unnamed>".into(), "metadata is not an object"));
         };
         // The members rules change are parsed and written again; column roots are only read.
-        let mut rewritten: HashSet<&str> = self.prune.iter().filter_map(root).collect();
-        rewritten.insert("metadata");
-        if self.redact {
-            rewritten.extend(["data", "stringData"]);
-        }
-        let read: HashSet<&str> = self
-            .columns
-            .iter()
-            .filter_map(|(_, _, p)| root(p))
-            .collect();
+        let rewritten = |key: &str| self.rewritten_roots.iter().any(|r| r == key);
+        let read = |key: &str| self.read_roots.iter().any(|r| r == key);
 
         let parse = |raw: &RawValue| {
             serde_json::from_str::<Value>(raw.get())
@@ -60,9 +49,7 @@ impl Processor {
                     }
                     view.insert(key.clone(), Value::Object(meta));
                 }
-                Member::Raw(raw)
-                    if rewritten.contains(key.as_str()) || read.contains(key.as_str()) =>
-                {
+                Member::Raw(raw) if rewritten(key) || read(key) => {
                     view.insert(key.clone(), parse(raw)?);
                 }
                 Member::Raw(_) => {}
@@ -76,7 +63,7 @@ impl Processor {
         out.push(b'{');
         for (key, member) in members {
             let raw = match member {
-                Member::Raw(raw) if !rewritten.contains(key.as_str()) => Some(raw.get()),
+                Member::Raw(raw) if !rewritten(key) => Some(raw.get()),
                 _ => None,
             };
             let value = match raw {
@@ -104,7 +91,12 @@ impl Processor {
         match ObjectJson::from_valid_json(out.into_boxed_str()) {
             Some(text) => {
                 // Stores check columns and annotations against these members: already parsed.
-                let roots = rewritten.iter().chain(&read).map(|r| r.to_string()).collect();
+                let roots = self
+                    .rewritten_roots
+                    .iter()
+                    .chain(&self.read_roots)
+                    .cloned()
+                    .collect();
                 object.object = text.with_partial(processed, roots);
             }
             None => {
@@ -125,14 +117,6 @@ fn size(member: &Member) -> usize {
     match member {
         Member::Raw(raw) => raw.get().len() + 4,
         Member::Metadata(_) => 256,
-    }
-}
-
-/// The top-level key a path starts with.
-fn root(path: &crate::mirror::path::FieldPath) -> Option<&str> {
-    match path.segments().first() {
-        Some(Segment::Key(key)) => Some(key),
-        _ => None,
     }
 }
 
