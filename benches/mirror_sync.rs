@@ -136,6 +136,23 @@ async fn mirror_bench(full: bool) -> Result<()> {
     println!("  RSS after seeding:    {seeded}");
     println!("  peak RSS during sync: {}", rss("VmHWM"));
     println!("  RSS after sync:       {}", rss("VmRSS"));
+    // Batches and relists of the sync: a sync of many small batches, or one that listed twice,
+    // shows here (the wall time alone cannot tell why a run is slow).
+    let exposition = metrics.encode()?;
+    let metric = |name: &str| {
+        exposition
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("ConfigMap"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("?"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  store batches:        {} ({} operations); relists: {}",
+        metric("stowage_mirror_batch_size_count"),
+        metric("stowage_mirror_batch_size_sum"),
+        metric("stowage_mirror_relists_total")
+    );
     if !full {
         mirror.shutdown().await;
         emu.shutdown().await;
