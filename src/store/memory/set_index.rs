@@ -25,15 +25,7 @@ pub(super) struct SetIndex {
     /// Each namespace of the members with their positions, in order: a key is found by its
     /// namespace first, so a namespace's bounds cost no name comparisons.
     namespaces: Vec<(Arc<str>, Range<usize>)>,
-    /// Every pair of adjacent bytes in a lower-cased name with the member's position, sorted: the
-    /// members holding a pair are one range of it. A search for a needle of two or more bytes
-    /// whose rarest pair is rare looks only at those members instead of scanning every name.
-    pairs: Vec<(u16, u32)>,
 }
-
-/// A needle's rarest pair is used when at most this share of the members hold it; otherwise
-/// one SIMD scan of the names is cheaper than a search per candidate.
-const PAIR_SHARE: usize = 8;
 
 /// The members of one set a list's filters select: a whole range (no name search) or positions.
 pub(super) enum Selected {
@@ -74,7 +66,6 @@ impl SetIndex {
             names: Vec::new(),
             starts: Vec::with_capacity(members.len() + 1),
             namespaces: Vec::new(),
-            pairs: Vec::new(),
         };
         for (position, record) in members.values().enumerate() {
             match index.namespaces.last_mut() {
@@ -89,28 +80,11 @@ impl SetIndex {
             index
                 .names
                 .extend_from_slice(record.key.name.to_lowercase().as_bytes());
-            let name = &index.names[*index.starts.last().unwrap_or(&0)..];
-            let member = position as u32;
-            index
-                .pairs
-                .extend(name.windows(2).map(|pair| (pair_key(pair), member)));
             index.names.push(SEPARATOR);
             index.records.push(Arc::clone(record));
         }
         index.starts.push(index.names.len());
-        index.pairs.sort_unstable();
-        index.pairs.dedup();
-        index.pairs.shrink_to_fit();
         index
-    }
-
-    /// The positions (ascending) of the members in `range` whose name holds `pair`.
-    fn holding(&self, pair: &[u8], range: &Range<usize>) -> &[(u16, u32)] {
-        let key = pair_key(pair);
-        let (start, end) = (range.start as u32, range.end as u32);
-        let from = self.pairs.partition_point(|&(k, p)| (k, p) < (key, start));
-        let to = from + self.pairs[from..].partition_point(|&(k, p)| (k, p) < (key, end));
-        &self.pairs[from..to]
     }
 
     pub(super) fn record(&self, position: usize) -> &Arc<Record> {
@@ -162,33 +136,6 @@ impl SetIndex {
     }
 
     fn search(&self, range: Range<usize>, finder: &Finder<'_>) -> Vec<usize> {
-        let needle = finder.needle();
-        let rarest = needle
-            .windows(2)
-            .map(|pair| self.holding(pair, &range))
-            .min_by_key(|members| members.len());
-        match rarest {
-            Some(members) if members.len() * PAIR_SHARE <= range.len() => {
-                let candidates = members.iter().map(|&(_, p)| p as usize);
-                if needle.len() == 2 {
-                    candidates.collect()
-                } else {
-                    candidates
-                        .filter(|&p| finder.find(self.name(p)).is_some())
-                        .collect()
-                }
-            }
-            _ => self.scan(range, finder),
-        }
-    }
-
-    /// A member's lower-cased name.
-    fn name(&self, position: usize) -> &[u8] {
-        &self.names[self.starts[position]..self.starts[position + 1] - 1]
-    }
-
-    /// [`Self::search`] by one scan of the names in `range`.
-    fn scan(&self, range: Range<usize>, finder: &Finder<'_>) -> Vec<usize> {
         let mut found = Vec::new();
         let end = self.starts[range.end];
         let mut at = self.starts[range.start];
@@ -212,10 +159,6 @@ impl SetIndex {
         }
         found
     }
-}
-
-fn pair_key(pair: &[u8]) -> u16 {
-    u16::from_be_bytes([pair[0], pair[1]])
 }
 
 #[cfg(test)]
@@ -286,42 +229,6 @@ mod tests {
         assert_eq!(b, 2..5);
         assert_eq!(search("web", b.clone()), ["b/webweb", "b/ÄÖ-web"]);
         assert_eq!(search("ab", b), Vec::<String>::new());
-    }
-
-    #[test]
-    fn pair_lookups_find_what_a_scan_finds() {
-        let owned: Vec<(String, String)> = (0..300)
-            .map(|i| {
-                let ns = format!("ns-{}", i % 3);
-                let name = match i % 4 {
-                    0 => format!("cm-{i:05}"),
-                    1 => format!("Web-{}-x{}", i * 7, i % 10),
-                    2 => format!("ÄÖ{i}ß"),
-                    _ => format!("{}{}", i % 10, i % 9),
-                };
-                (ns, name)
-            })
-            .collect();
-        let pairs: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let index = index(&pairs);
-        let all = index.positions(&(Bound::Unbounded, Bound::Unbounded));
-        let ranges = [all.clone(), 0..0, 10..40, 100..101, 150..all.end];
-        for needle in [
-            "00", "01", "12", "0012", "cm", "cm-", "we", "web-1", "x3", "äö", "ß", "3ß", "-", "9",
-            "zz", "b\0b", "1\0",
-        ] {
-            let finder = Finder::new(needle.as_bytes());
-            for range in &ranges {
-                assert_eq!(
-                    index.search(range.clone(), &finder),
-                    index.scan(range.clone(), &finder),
-                    "needle {needle:?} in {range:?}"
-                );
-            }
-        }
     }
 
     #[test]
