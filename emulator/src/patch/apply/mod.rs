@@ -353,14 +353,7 @@ pub fn record_update_with(
         .collect();
     let taken = strip_ignored(&changed);
     if !taken.is_empty() {
-        let me = Entry {
-            manager: manager.into(),
-            operation: Operation::Update,
-            api_version: ctx.api_version.into(),
-            subresource: subresource.unwrap_or_default().into(),
-            time: Some(now.into()),
-            set: Set::default(),
-        };
+        let me = update_entry(&ctx, manager, subresource, now);
         match entries.iter_mut().find(|(e, _)| e.same_owner(&me)) {
             Some((entry, json)) => {
                 let set = entry.set.union(&taken);
@@ -392,6 +385,18 @@ pub fn record_update_with(
     (new, managed)
 }
 
+/// `manager`'s Update entry at `now`, with no fields yet.
+fn update_entry(ctx: &Ctx, manager: &str, subresource: Option<&str>, now: &str) -> Entry {
+    Entry {
+        manager: manager.into(),
+        operation: Operation::Update,
+        api_version: ctx.api_version.into(),
+        subresource: subresource.unwrap_or_default().into(),
+        time: Some(now.into()),
+        set: Set::default(),
+    }
+}
+
 /// Moves the changed fields to `manager`'s Update entry and writes the entries into `result`;
 /// returns them in the order written.
 fn record_changes(
@@ -409,14 +414,7 @@ fn record_changes(
     }
     let taken = strip_ignored(&changed);
     if !taken.is_empty() {
-        let me = Entry {
-            manager: manager.into(),
-            operation: Operation::Update,
-            api_version: ctx.api_version.into(),
-            subresource: subresource.unwrap_or_default().into(),
-            time: Some(now.into()),
-            set: Set::default(),
-        };
+        let me = update_entry(ctx, manager, subresource, now);
         match entries.iter_mut().find(|e| e.same_owner(&me)) {
             Some(entry) => {
                 entry.set = entry.set.union(&taken);
