@@ -1,7 +1,9 @@
-//! One kind's mirror: a kube-runtime watcher feeding a bounded queue (backpressure: the watcher
-//! waits when it is full) drained by the [`Batcher`] into the store. Relists bump the epoch and
-//! end with a sweep; a resync (buffer overflow, store lost the kind) restarts the watcher once
-//! the store takes writes again.
+//! One kind's mirror, three tasks joined by bounded queues (backpressure: a stage waits when the
+//! next one's queue is full): the kube-runtime watcher decodes events, the converter prunes them
+//! into store objects, the [`Batcher`] writes them. Decoding and converting are the two largest
+//! costs of a list, so they run on different workers. Relists bump the epoch and end with a
+//! sweep; a resync (buffer overflow, store lost the kind) restarts the watcher once the store
+//! takes writes again.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -117,10 +119,20 @@ pub async fn run_kind(ctx: KindContext) {
     };
     loop {
         register(&ctx).await;
+        // The converter's queue only decouples the two stages; `queue_capacity` bounds the
+        // batcher's, where objects wait while the store is slow or its breaker open.
+        let (raw_tx, raw_rx) = mpsc::channel(ctx.settings.batch.batch_size.max(1));
         let (tx, rx) = mpsc::channel(ctx.settings.queue_capacity.max(1));
-        let producer = AbortOnDrop(tokio::spawn(watch_kind(ctx.clone(), processor.clone(), tx)));
+        let watcher = AbortOnDrop(tokio::spawn(watch_kind(ctx.clone(), raw_tx)));
+        let converter = AbortOnDrop(tokio::spawn(convert_events(
+            ctx.clone(),
+            processor.clone(),
+            raw_rx,
+            tx,
+        )));
         let stop = batcher.run(rx).await;
-        producer.stop().await;
+        watcher.stop().await;
+        converter.stop().await;
         match stop {
             Stop::Resync => {
                 ctx.metrics
@@ -181,9 +193,16 @@ pub fn api_resource(spec: &KindSpec) -> ApiResource {
     }
 }
 
-/// Follows the kind's watcher and queues what it sees, converted for the store.
+/// What the watcher hands the converter: a decoded object still to be converted, or a message
+/// for the batcher as it is.
+enum Step {
+    Convert { raw: RawObject, received: Instant },
+    Pass(Msg),
+}
+
+/// Follows the kind's watcher and queues what it sees for the converter.
 #[instrument(name = "watch", skip_all, fields(kind = %ctx.spec.id()))]
-async fn watch_kind(ctx: Arc<KindContext>, processor: Processor, tx: mpsc::Sender<Msg>) {
+async fn watch_kind(ctx: Arc<KindContext>, tx: mpsc::Sender<Step>) {
     let client = observed_client(&ctx.client, Arc::new(ctx.tracker.clone()));
     let api: Api<RawObject> = Api::all_with(client, &api_resource(&ctx.spec));
     let config = if ctx.settings.streaming {
@@ -193,11 +212,10 @@ async fn watch_kind(ctx: Arc<KindContext>, processor: Processor, tx: mpsc::Sende
     };
     let id = ctx.spec.id();
     let count = |kind: &str| ctx.metrics.events.with_label_values(&[id.as_str(), kind]);
-    let (listed, applied, deleted, malformed, errors) = (
+    let (listed, applied, deleted, errors) = (
         count("listed"),
         count("applied"),
         count("deleted"),
-        count("malformed"),
         count("error"),
     );
     let mut stream = pin!(watcher::watcher(api, config).default_backoff());
@@ -208,31 +226,31 @@ async fn watch_kind(ctx: Arc<KindContext>, processor: Processor, tx: mpsc::Sende
                 ctx.metrics.relists.with_label_values(&[id.as_str()]).inc();
                 ctx.tracker.relist_started();
                 debug!("listing");
-                Some(Msg::Relist)
+                Some(Step::Pass(Msg::Relist))
             }
             Ok(Event::InitApply(raw)) => {
                 listed.inc();
-                convert(&ctx, &processor, &malformed, raw, received)
+                Some(Step::Convert { raw, received })
             }
             Ok(Event::Apply(raw)) => {
                 applied.inc();
                 ctx.tracker.watch_ok();
-                convert(&ctx, &processor, &malformed, raw, received)
+                Some(Step::Convert { raw, received })
             }
             Ok(Event::Delete(raw)) => {
                 deleted.inc();
                 ctx.tracker.watch_ok();
                 let meta = kube::Resource::meta(&raw);
-                Some(Msg::Delete {
+                Some(Step::Pass(Msg::Delete {
                     namespace: meta.namespace.clone().unwrap_or_default(),
                     name: meta.name.clone().unwrap_or_default(),
                     resource_version: meta.resource_version.clone().unwrap_or_default(),
                     received,
-                })
+                }))
             }
             Ok(Event::InitDone) => {
                 ctx.tracker.watch_ok();
-                Some(Msg::RelistDone)
+                Some(Step::Pass(Msg::RelistDone))
             }
             Err(err) => {
                 errors.inc();
@@ -244,6 +262,37 @@ async fn watch_kind(ctx: Arc<KindContext>, processor: Processor, tx: mpsc::Sende
             && tx.send(msg).await.is_err()
         {
             return;
+        }
+    }
+}
+
+/// Converts the watcher's objects for the store, in the order the watcher saw them.
+async fn convert_events(
+    ctx: Arc<KindContext>,
+    processor: Processor,
+    mut rx: mpsc::Receiver<Step>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let id = ctx.spec.id();
+    let malformed = ctx
+        .metrics
+        .events
+        .with_label_values(&[id.as_str(), "malformed"]);
+    let limit = ctx.settings.batch.batch_size.max(1);
+    let mut inbox = Vec::with_capacity(limit);
+    while rx.recv_many(&mut inbox, limit).await > 0 {
+        for step in inbox.drain(..) {
+            let msg = match step {
+                Step::Convert { raw, received } => {
+                    convert(&ctx, &processor, &malformed, raw, received)
+                }
+                Step::Pass(msg) => Some(msg),
+            };
+            if let Some(msg) = msg
+                && tx.send(msg).await.is_err()
+            {
+                return;
+            }
         }
     }
 }
