@@ -22,6 +22,10 @@ pub(super) struct SetIndex {
     names: Vec<u8>,
     /// Where each member's name starts in `names`, plus the buffer's length at the end.
     starts: Vec<usize>,
+    /// The names as stored (same layout as `names`), kept only when one differs from its
+    /// lower-cased form. Key bounds are found by binary search over these flat buffers: probing
+    /// each record's name behind two pointers missed the cache at every step.
+    exact: Option<(Vec<u8>, Vec<usize>)>,
     /// Each namespace of the members with their positions, in order: a key is found by its
     /// namespace first, so a namespace's bounds cost no name comparisons.
     namespaces: Vec<(Arc<str>, Range<usize>)>,
@@ -65,8 +69,11 @@ impl SetIndex {
             records: Vec::with_capacity(members.len()),
             names: Vec::new(),
             starts: Vec::with_capacity(members.len() + 1),
+            exact: None,
             namespaces: Vec::new(),
         };
+        let mut exact = (Vec::new(), Vec::with_capacity(members.len() + 1));
+        let mut lower_is_exact = true;
         for (position, record) in members.values().enumerate() {
             match index.namespaces.last_mut() {
                 Some((namespace, range)) if *namespace == record.key.namespace => {
@@ -76,15 +83,30 @@ impl SetIndex {
                     .namespaces
                     .push((Arc::clone(&record.key.namespace), position..position + 1)),
             }
+            let lower = record.key.name.to_lowercase();
+            lower_is_exact &= *lower == *record.key.name;
             index.starts.push(index.names.len());
-            index
-                .names
-                .extend_from_slice(record.key.name.to_lowercase().as_bytes());
+            index.names.extend_from_slice(lower.as_bytes());
             index.names.push(SEPARATOR);
+            exact.1.push(exact.0.len());
+            exact.0.extend_from_slice(record.key.name.as_bytes());
             index.records.push(Arc::clone(record));
         }
         index.starts.push(index.names.len());
+        exact.1.push(exact.0.len());
+        if !lower_is_exact {
+            index.exact = Some(exact);
+        }
         index
+    }
+
+    /// The name of the member at `position`, as stored.
+    fn name(&self, position: usize) -> &[u8] {
+        match &self.exact {
+            Some((names, starts)) => &names[starts[position]..starts[position + 1]],
+            // Without the separator that follows each name.
+            None => &self.names[self.starts[position]..self.starts[position + 1] - 1],
+        }
     }
 
     pub(super) fn record(&self, position: usize) -> &Arc<Record> {
@@ -118,13 +140,23 @@ impl SetIndex {
             // Every member of this block comes after `key`.
             return members.start;
         }
-        let names = &self.records[members.clone()];
-        members.start
-            + if and_key {
-                names.partition_point(|r| *r.key.name <= *key.name)
+        if key.name.is_empty() && !and_key {
+            // A namespace's own bound: no name comes before the empty one.
+            return members.start;
+        }
+        // Binary search of the block for the first member not before `key`.
+        let name = key.name.as_bytes();
+        let (mut low, mut high) = (members.start, members.end);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let probe = self.name(middle);
+            if probe < name || (and_key && probe == name) {
+                low = middle + 1;
             } else {
-                names.partition_point(|r| *r.key.name < *key.name)
+                high = middle;
             }
+        }
+        low
     }
 
     /// The members in `range` whose lower-cased name contains `needle` (all of them without one).
@@ -278,6 +310,29 @@ mod tests {
                 Bound::Excluded(key("aa", ""))
             )),
             3..3
+        );
+        // Names that differ from their lower-cased form are compared as stored.
+        let mixed = super::tests::index(&[("a", "B"), ("a", "a"), ("a", "b"), ("b", "A")]);
+        assert_eq!(
+            names(
+                &mixed,
+                mixed.positions(&(Bound::Included(key("a", "B")), Bound::Unbounded))
+            ),
+            ["a/B", "a/a", "a/b", "b/A"]
+        );
+        assert_eq!(
+            mixed.positions(&(
+                Bound::Excluded(key("a", "B")),
+                Bound::Included(key("a", "a"))
+            )),
+            1..2
+        );
+        assert_eq!(
+            mixed.positions(&(
+                Bound::Included(key("a", "C")),
+                Bound::Excluded(key("b", "A"))
+            )),
+            1..3
         );
         let all = index.select(0..4, None);
         assert_eq!(all.len(), 4);
