@@ -266,6 +266,16 @@ impl Store for MysqlStore {
         read::list_json(self, kind, query).await
     }
 
+    async fn revision_and_list_json(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+    ) -> Result<(Revision, JsonPage), StoreError> {
+        let (revision, page) = read::revision_and_list_json(self, kind, query).await?;
+        self.publish(revision);
+        Ok((revision, page))
+    }
+
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {
         read::count(self, kind).await
     }
