@@ -462,6 +462,15 @@ async fn hostile_label_values_and_keys_are_literal() {
             labelled("Upper", &[("app", "WEB")]),
             labelled("lower", &[("app", "web")]),
             labelled("padded", &[("tier", "db  ")]),
+            // Its JSON text holds `"app":"web"` after an escaped quote, in a key and in a value.
+            labelled(
+                "posing",
+                &[
+                    ("app", "webx"),
+                    ("x\"app", "web"),
+                    ("y", "\",\"app\":\"web\""),
+                ],
+            ),
         ],
         1,
     )
@@ -502,7 +511,7 @@ async fn hostile_label_values_and_keys_are_literal() {
     );
     assert_eq!(
         names("app notin (web,WEB,a.b)").await,
-        ["padded", "quoted", "underscore", "wildcard-x"]
+        ["padded", "posing", "quoted", "underscore", "wildcard-x"]
     );
     // A stored value no selector can spell is kept and returned as written.
     let quoted = bounded("get", store.get(&kind, "ns", "quoted"))

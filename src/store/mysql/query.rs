@@ -295,6 +295,18 @@ fn label_needle(want: &str) -> Option<String> {
     plain.then(|| format!("\"{want}"))
 }
 
+/// The two ways compact JSON text of labels holds the member `key`: `want` (first, or after
+/// another member), for a plain key and value (see [`label_needle`]). Finding either is enough:
+/// a quote after `{` or `,` always opens a key (inside a string it would be escaped), and the
+/// plain value ends at the next quote; label keys are unique. The store writes labels compactly
+/// (serde_json); text written otherwise (MySQL keeps JSON as `"key": "value"`) never holds
+/// these, and the `JSON_VALUE` behind them decides.
+fn member_needles(key: &str, want: &str) -> Option<[String; 2]> {
+    let want = label_needle(want)?;
+    let key = label_needle(key).filter(|k| k.len() == key.len() + 1)?;
+    Some([format!("{{{key}\":{want}\""), format!(",{key}\":{want}\"")])
+}
+
 /// `LOCATE(..) > 0`: `needle` occurs in `column`, compared as bytes.
 fn contains(statement: &mut Statement, column: &str, needle: String) {
     statement.push("LOCATE(CAST(");
@@ -328,13 +340,24 @@ fn labels(statement: &mut Statement, selector: &LabelSelector, column: &str) {
         statement.push(" AND ");
         match &requirement.op {
             LabelOp::Equals(want) => {
+                let members = member_needles(&requirement.key, want);
                 if let Some(needle) = label_needle(want) {
                     contains(statement, column, needle);
                     statement.push(" AND ");
                 }
+                if let Some(members) = &members {
+                    statement.push("(");
+                    for member in members {
+                        contains(statement, column, member.clone());
+                        statement.push(" OR ");
+                    }
+                }
                 value(statement);
                 statement.push(" = ");
                 statement.bind(Param::Str(want.clone()));
+                if members.is_some() {
+                    statement.push(")");
+                }
             }
             LabelOp::NotEquals(want) => {
                 statement.push("NOT (");
@@ -433,8 +456,9 @@ mod tests {
         let rest = " AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? AND FALSE";
         let selector = |column: &str| {
             format!(
-                " AND LOCATE(CAST(? AS BINARY), {column}) > 0 AND JSON_VALUE({column}, ?) = ? \
-                 AND COALESCE(JSON_VALUE({column}, ?) NOT IN (?), TRUE) \
+                " AND LOCATE(CAST(? AS BINARY), {column}) > 0 AND (LOCATE(CAST(? AS BINARY), \
+                 {column}) > 0 OR LOCATE(CAST(? AS BINARY), {column}) > 0 OR \
+                 JSON_VALUE({column}, ?) = ?) AND COALESCE(JSON_VALUE({column}, ?) NOT IN (?), TRUE) \
                  AND JSON_VALUE({column}, ?) IS NULL"
             )
         };
@@ -447,11 +471,13 @@ mod tests {
                 selector("`labels`")
             )
         );
-        assert_eq!(count.params.len(), 2 * (3 + 6));
+        assert_eq!(count.params.len(), 2 * (3 + 8));
         assert!(!count.sql.contains("OR 1=1"));
         assert_eq!(count.params[1], Param::Str("\"web".into()));
-        assert_eq!(count.params[2], Param::Str("$.\"app\"".into()));
-        assert_eq!(count.params[7], Param::Str("%x' or 1=1 -- !%!_%".into()));
+        assert_eq!(count.params[2], Param::Str("{\"app\":\"web\"".into()));
+        assert_eq!(count.params[3], Param::Str(",\"app\":\"web\"".into()));
+        assert_eq!(count.params[4], Param::Str("$.\"app\"".into()));
+        assert_eq!(count.params[9], Param::Str("%x' or 1=1 -- !%!_%".into()));
         let page = statements.page.expect("a page");
         assert!(page.sql.ends_with(" ORDER BY `namespace`, `name` LIMIT ?"));
         assert_eq!(page.params.last(), Some(&Param::UInt(11)));
@@ -472,44 +498,50 @@ mod tests {
         let statements = list(&spec, &query).expect("builds");
         let table = "`k8s_conformance_stowage_dev_v1_widget` FORCE INDEX (`ix_list`)";
         let where_ns = "WHERE `deleted_at` IS NULL AND `namespace` = ? COLLATE utf8mb4_bin";
+        // The value's bytes, then the member's (either is enough), else `JSON_VALUE` decides.
+        let app_web = |column: &str| {
+            format!(
+                " AND LOCATE(CAST(? AS BINARY), {column}) > 0 AND (LOCATE(CAST(? AS BINARY), \
+                 {column}) > 0 OR LOCATE(CAST(? AS BINARY), {column}) > 0 OR \
+                 JSON_VALUE({column}, ?) = ?)"
+            )
+        };
         assert_eq!(
             statements.count.sql,
             format!(
                 "SELECT CAST((SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS NOT \
-                 NULL AND LOCATE(CAST(? AS BINARY), `labels_short`) > 0 AND \
-                 JSON_VALUE(`labels_short`, ?) = ?) + (SELECT COUNT(*) FROM {table} {where_ns} \
-                 AND `labels_short` IS NULL AND LOCATE(CAST(? AS BINARY), `labels`) > 0 AND \
-                 JSON_VALUE(`labels`, ?) = ?) AS SIGNED)"
+                 NULL{}) + (SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS \
+                 NULL{}) AS SIGNED)",
+                app_web("`labels_short`"),
+                app_web("`labels`")
             )
         );
         let page = statements.page.expect("a page");
         assert_eq!(
             page.sql,
             format!(
-                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE AND \
-                 LOCATE(CAST(? AS BINARY), `labels_short`) > 0 AND JSON_VALUE(`labels_short`, ?) \
-                 = ?)) AND LOCATE(CAST(? AS BINARY), `labels`) > 0 AND JSON_VALUE(`labels`, ?) = ? \
+                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE{})){} \
                  ORDER BY `namespace`, `name` LIMIT ?",
-                select_list(&spec)
+                select_list(&spec),
+                app_web("`labels_short`"),
+                app_web("`labels`")
             )
         );
         let ns = Param::Str("ns".into());
         let path = Param::Str("$.\"app\"".into());
         let web = Param::Str("web".into());
-        let needle = Param::Str("\"web".into());
-        assert_eq!(
-            page.params,
-            [
-                ns,
-                needle.clone(),
-                path.clone(),
-                web.clone(),
-                needle,
-                path,
-                web,
-                Param::UInt(11)
-            ]
-        );
+        let app_web = [
+            Param::Str("\"web".into()),
+            Param::Str("{\"app\":\"web\"".into()),
+            Param::Str(",\"app\":\"web\"".into()),
+            path,
+            web,
+        ];
+        let mut params = vec![ns];
+        params.extend(app_web.clone());
+        params.extend(app_web);
+        params.push(Param::UInt(11));
+        assert_eq!(page.params, params);
     }
 
     #[test]
@@ -529,6 +561,15 @@ mod tests {
             None,
             "only ASCII is known to be written as is"
         );
+        assert_eq!(
+            member_needles("app.kubernetes.io/name", "web "),
+            Some([
+                "{\"app.kubernetes.io/name\":\"web\"".to_owned(),
+                ",\"app.kubernetes.io/name\":\"web\"".to_owned()
+            ])
+        );
+        assert_eq!(member_needles("app ", "web"), None, "keys do not pad");
+        assert_eq!(member_needles("app", "a\"b"), None);
         // `In` tests one needle per value, and none when a value has no needle.
         let mut statement = Statement::default();
         let selector = LabelSelector::parse("app in (a,b)").expect("parses");
