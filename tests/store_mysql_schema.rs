@@ -461,6 +461,16 @@ async fn hostile_label_values_and_keys_are_literal() {
             labelled("quoted", &[("app", "o'brien \"%\" ünï")]),
             labelled("Upper", &[("app", "WEB")]),
             labelled("lower", &[("app", "web")]),
+            labelled("padded", &[("tier", "db  ")]),
+            // Its JSON text holds `"app":"web"` after an escaped quote, in a key and in a value.
+            labelled(
+                "posing",
+                &[
+                    ("app", "webx"),
+                    ("x\"app", "web"),
+                    ("y", "\",\"app\":\"web\""),
+                ],
+            ),
         ],
         1,
     )
@@ -490,6 +500,10 @@ async fn hostile_label_values_and_keys_are_literal() {
         "label values are case-sensitive"
     );
     assert_eq!(names("app in (WEB,a.b)").await, ["Upper", "dotted"]);
+    // The byte test before `JSON_VALUE` keeps the collation's padding: as before it, a stored
+    // value with trailing spaces equals the value without them.
+    assert_eq!(names("tier=db").await, ["padded"]);
+    assert_eq!(names("tier in (x,db)").await, ["padded"]);
     assert_eq!(
         names("app.kubernetes.io/name").await,
         ["underscore", "wildcard-x"],
@@ -497,7 +511,7 @@ async fn hostile_label_values_and_keys_are_literal() {
     );
     assert_eq!(
         names("app notin (web,WEB,a.b)").await,
-        ["quoted", "underscore", "wildcard-x"]
+        ["padded", "posing", "quoted", "underscore", "wildcard-x"]
     );
     // A stored value no selector can spell is kept and returned as written.
     let quoted = bounded("get", store.get(&kind, "ns", "quoted"))

@@ -130,8 +130,10 @@ pub(super) async fn list_page(
     kind: &KindSpec,
     request: ListRequest,
 ) -> Result<Bytes, ApiError> {
-    let revision = state.store.revision().await?;
-    let page = state.store.list_json(kind, &request.query).await?;
+    let (revision, page) = state
+        .store
+        .revision_and_list_json(kind, &request.query)
+        .await?;
     let continue_token = page
         .next
         .as_ref()

@@ -303,6 +303,18 @@ pub trait Store: Send + Sync + 'static {
         JsonPage::encode(self.list(kind, query).await?)
     }
 
+    /// [`Store::revision`], then [`Store::list_json`]: what a REST list page answers. Backends
+    /// whose every read is a round trip to a server override it to send both over one
+    /// connection.
+    async fn revision_and_list_json(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+    ) -> Result<(Revision, JsonPage), StoreError> {
+        let revision = self.revision().await?;
+        Ok((revision, self.list_json(kind, query).await?))
+    }
+
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError>;
 
     /// Object counts grouped by namespace or by a column's string value.

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
+use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tokio::sync::{OnceCell, watch};
 use tracing::{info, warn};
@@ -107,6 +108,10 @@ struct Limits {
 /// Bound on waiting for a pooled connection, so calls fail fast while the database is down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle at least this long is pinged before it is used (the server may
+/// have gone away meanwhile).
+const RECHECK_IDLE: Duration = Duration::from_secs(1);
+
 impl MysqlStore {
     /// A store whose pool connects on first use (nothing is contacted here).
     pub fn new(options: MysqlOptions) -> Self {
@@ -125,6 +130,18 @@ impl MysqlStore {
             .min_connections(options.max_idle_conns.min(options.max_open_conns))
             .idle_timeout(Duration::from_secs(300))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it takes back (closing a broken one) and by default
+            // again when it hands one out: a round trip per statement. A connection released
+            // moments ago answered that ping, so only one idle for a while is checked again.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect);
         let (notify, _) = watch::channel(0);
         Self {
@@ -264,6 +281,16 @@ impl Store for MysqlStore {
 
     async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
         read::list_json(self, kind, query).await
+    }
+
+    async fn revision_and_list_json(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+    ) -> Result<(Revision, JsonPage), StoreError> {
+        let (revision, page) = read::revision_and_list_json(self, kind, query).await?;
+        self.publish(revision);
+        Ok((revision, page))
     }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {

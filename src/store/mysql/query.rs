@@ -76,16 +76,20 @@ pub(super) fn list_of(
         // sorted (every match read from the table) instead of read in index order.
         filters.push(" COLLATE utf8mb4_bin");
     }
+    // The search and column filters; with a selector they follow its index part, which is
+    // usually the cheaper test to fail (see `label_needle`).
+    let mut rest = Statement::default();
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        filters.push(" AND LOWER(`name`) LIKE ");
-        filters.bind(Param::Str(contains_pattern(&search.to_lowercase())));
-        filters.push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+        rest.push(" AND LOWER(`name`) LIKE ");
+        rest.bind(Param::Str(contains_pattern(&search.to_lowercase())));
+        rest.push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
     }
     for (name, want) in &query.columns {
-        column_filter(&mut filters, column(spec, name)?, want);
+        column_filter(&mut rest, column(spec, name)?, want);
     }
     let (table, count) = match &query.labels {
         None => {
+            filters.append(&rest);
             let count = Statement {
                 sql: format!("SELECT COUNT(*) FROM {table}{}", filters.sql),
                 params: filters.params.clone(),
@@ -106,31 +110,25 @@ pub(super) fn list_of(
             let mut full = Statement::default();
             labels(&mut full, selector, "`labels`");
             // Short labels counted in the index alone, long ones from the rows.
-            let count = Statement {
-                sql: format!(
-                    "SELECT CAST((SELECT COUNT(*) FROM {table}{} AND `labels_short` IS NOT NULL{}) \
-                     + (SELECT COUNT(*) FROM {table}{} AND `labels_short` IS NULL{}) AS SIGNED)",
-                    filters.sql, short.sql, filters.sql, full.sql
-                ),
-                params: [
-                    &filters.params,
-                    &short.params,
-                    &filters.params,
-                    &full.params,
-                ]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
-            };
+            let mut count = Statement::default();
+            count.push(&format!("SELECT CAST((SELECT COUNT(*) FROM {table}"));
+            count.append(&filters);
+            count.push(" AND `labels_short` IS NOT NULL");
+            count.append(&short);
+            count.append(&rest);
+            count.push(&format!(") + (SELECT COUNT(*) FROM {table}"));
+            count.append(&filters);
+            count.push(" AND `labels_short` IS NULL");
+            count.append(&rest);
+            count.append(&full);
+            count.push(") AS SIGNED)");
             // The page filters in the index first (rows with long labels pass), then checks
             // the rows it reads.
             filters.push(" AND (`labels_short` IS NULL OR (TRUE");
-            filters.sql.push_str(&short.sql);
-            filters.params.extend(short.params);
+            filters.append(&short);
             filters.push("))");
-            filters.sql.push_str(&full.sql);
-            filters.params.extend(full.params);
+            filters.append(&rest);
+            filters.append(&full);
             (table, count)
         }
     };
@@ -283,6 +281,39 @@ fn label_path(key: &str) -> Option<String> {
     (!key.contains(['"', '\\'])).then(|| format!("$.\"{key}\""))
 }
 
+/// What the JSON text of labels holding the value `want` must contain, when that can be said
+/// without decoding it: an opening quote and the value, for values of printable ASCII without
+/// `"` or `\\` (which JSON writes as they are; label values always are). Trailing spaces are
+/// left out: `utf8mb4_bin` pads, so `JSON_VALUE(..) = 'web'` also holds for a stored `"web  "`.
+/// Testing this on the bytes costs a quarter of the `JSON_VALUE` it precedes (which parses the
+/// text), and in a namespace where no object carries the value every index entry fails on it.
+fn label_needle(want: &str) -> Option<String> {
+    let want = want.trim_end_matches(' ');
+    let plain = want
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    plain.then(|| format!("\"{want}"))
+}
+
+/// The two ways compact JSON text of labels holds the member `key`: `want` (first, or after
+/// another member), for a plain key and value (see [`label_needle`]). Finding either is enough:
+/// a quote after `{` or `,` always opens a key (inside a string it would be escaped), and the
+/// plain value ends at the next quote; label keys are unique. The store writes labels compactly
+/// (serde_json); text written otherwise (MySQL keeps JSON as `"key": "value"`) never holds
+/// these, and the `JSON_VALUE` behind them decides.
+fn member_needles(key: &str, want: &str) -> Option<[String; 2]> {
+    let want = label_needle(want)?;
+    let key = label_needle(key).filter(|k| k.len() == key.len() + 1)?;
+    Some([format!("{{{key}\":{want}\""), format!(",{key}\":{want}\"")])
+}
+
+/// `LOCATE(..) > 0`: `needle` occurs in `column`, compared as bytes.
+fn contains(statement: &mut Statement, column: &str, needle: String) {
+    statement.push("LOCATE(CAST(");
+    statement.bind(Param::Str(needle));
+    statement.push(&format!(" AS BINARY), {column}) > 0"));
+}
+
 /// Each requirement of the selector as a condition on `column` (`labels` or `labels_short`, the
 /// same JSON text); like Kubernetes, a missing label satisfies `!=` and `notin`.
 fn labels(statement: &mut Statement, selector: &LabelSelector, column: &str) {
@@ -309,9 +340,24 @@ fn labels(statement: &mut Statement, selector: &LabelSelector, column: &str) {
         statement.push(" AND ");
         match &requirement.op {
             LabelOp::Equals(want) => {
+                let members = member_needles(&requirement.key, want);
+                if let Some(needle) = label_needle(want) {
+                    contains(statement, column, needle);
+                    statement.push(" AND ");
+                }
+                if let Some(members) = &members {
+                    statement.push("(");
+                    for member in members {
+                        contains(statement, column, member.clone());
+                        statement.push(" OR ");
+                    }
+                }
                 value(statement);
                 statement.push(" = ");
                 statement.bind(Param::Str(want.clone()));
+                if members.is_some() {
+                    statement.push(")");
+                }
             }
             LabelOp::NotEquals(want) => {
                 statement.push("NOT (");
@@ -323,6 +369,20 @@ fn labels(statement: &mut Statement, selector: &LabelSelector, column: &str) {
             LabelOp::In(values) if values.is_empty() => statement.push("FALSE"),
             LabelOp::NotIn(values) if values.is_empty() => statement.push("TRUE"),
             LabelOp::In(values) => {
+                if let Some(needles) = values
+                    .iter()
+                    .map(|v| label_needle(v))
+                    .collect::<Option<Vec<_>>>()
+                {
+                    statement.push("(");
+                    for (i, needle) in needles.into_iter().enumerate() {
+                        if i > 0 {
+                            statement.push(" OR ");
+                        }
+                        contains(statement, column, needle);
+                    }
+                    statement.push(") AND ");
+                }
                 value(statement);
                 list(statement, values);
             }
@@ -391,29 +451,33 @@ mod tests {
         };
         let statements = list(&spec, &query).expect("builds");
         let count = statements.count;
-        let filters = "`k8s_conformance_stowage_dev_v1_widget` WHERE `deleted_at` IS NULL \
-             AND `namespace` = ? COLLATE utf8mb4_bin AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? \
-             AND FALSE";
+        let table = "`k8s_conformance_stowage_dev_v1_widget` WHERE `deleted_at` IS NULL \
+             AND `namespace` = ? COLLATE utf8mb4_bin";
+        let rest = " AND LOWER(`name`) LIKE ? ESCAPE '!' AND `phase` = ? AND FALSE";
         let selector = |column: &str| {
             format!(
-                " AND JSON_VALUE({column}, ?) = ? \
-                 AND COALESCE(JSON_VALUE({column}, ?) NOT IN (?), TRUE) \
+                " AND LOCATE(CAST(? AS BINARY), {column}) > 0 AND (LOCATE(CAST(? AS BINARY), \
+                 {column}) > 0 OR LOCATE(CAST(? AS BINARY), {column}) > 0 OR \
+                 JSON_VALUE({column}, ?) = ?) AND COALESCE(JSON_VALUE({column}, ?) NOT IN (?), TRUE) \
                  AND JSON_VALUE({column}, ?) IS NULL"
             )
         };
         assert_eq!(
             count.sql,
             format!(
-                "SELECT CAST((SELECT COUNT(*) FROM {filters} AND `labels_short` IS NOT NULL{}) \
-                 + (SELECT COUNT(*) FROM {filters} AND `labels_short` IS NULL{}) AS SIGNED)",
+                "SELECT CAST((SELECT COUNT(*) FROM {table} AND `labels_short` IS NOT NULL{}{rest}) \
+                 + (SELECT COUNT(*) FROM {table} AND `labels_short` IS NULL{rest}{}) AS SIGNED)",
                 selector("`labels_short`"),
                 selector("`labels`")
             )
         );
-        assert_eq!(count.params.len(), 2 * (3 + 5));
+        assert_eq!(count.params.len(), 2 * (3 + 8));
         assert!(!count.sql.contains("OR 1=1"));
-        assert_eq!(count.params[1], Param::Str("%x' or 1=1 -- !%!_%".into()));
-        assert_eq!(count.params[3], Param::Str("$.\"app\"".into()));
+        assert_eq!(count.params[1], Param::Str("\"web".into()));
+        assert_eq!(count.params[2], Param::Str("{\"app\":\"web\"".into()));
+        assert_eq!(count.params[3], Param::Str(",\"app\":\"web\"".into()));
+        assert_eq!(count.params[4], Param::Str("$.\"app\"".into()));
+        assert_eq!(count.params[9], Param::Str("%x' or 1=1 -- !%!_%".into()));
         let page = statements.page.expect("a page");
         assert!(page.sql.ends_with(" ORDER BY `namespace`, `name` LIMIT ?"));
         assert_eq!(page.params.last(), Some(&Param::UInt(11)));
@@ -434,30 +498,90 @@ mod tests {
         let statements = list(&spec, &query).expect("builds");
         let table = "`k8s_conformance_stowage_dev_v1_widget` FORCE INDEX (`ix_list`)";
         let where_ns = "WHERE `deleted_at` IS NULL AND `namespace` = ? COLLATE utf8mb4_bin";
+        // The value's bytes, then the member's (either is enough), else `JSON_VALUE` decides.
+        let app_web = |column: &str| {
+            format!(
+                " AND LOCATE(CAST(? AS BINARY), {column}) > 0 AND (LOCATE(CAST(? AS BINARY), \
+                 {column}) > 0 OR LOCATE(CAST(? AS BINARY), {column}) > 0 OR \
+                 JSON_VALUE({column}, ?) = ?)"
+            )
+        };
         assert_eq!(
             statements.count.sql,
             format!(
                 "SELECT CAST((SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS NOT \
-                 NULL AND JSON_VALUE(`labels_short`, ?) = ?) + (SELECT COUNT(*) FROM {table} \
-                 {where_ns} AND `labels_short` IS NULL AND JSON_VALUE(`labels`, ?) = ?) AS SIGNED)"
+                 NULL{}) + (SELECT COUNT(*) FROM {table} {where_ns} AND `labels_short` IS \
+                 NULL{}) AS SIGNED)",
+                app_web("`labels_short`"),
+                app_web("`labels`")
             )
         );
         let page = statements.page.expect("a page");
         assert_eq!(
             page.sql,
             format!(
-                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE AND \
-                 JSON_VALUE(`labels_short`, ?) = ?)) AND JSON_VALUE(`labels`, ?) = ? \
+                "SELECT {} FROM {table} {where_ns} AND (`labels_short` IS NULL OR (TRUE{})){} \
                  ORDER BY `namespace`, `name` LIMIT ?",
-                select_list(&spec)
+                select_list(&spec),
+                app_web("`labels_short`"),
+                app_web("`labels`")
             )
         );
         let ns = Param::Str("ns".into());
         let path = Param::Str("$.\"app\"".into());
         let web = Param::Str("web".into());
+        let app_web = [
+            Param::Str("\"web".into()),
+            Param::Str("{\"app\":\"web\"".into()),
+            Param::Str(",\"app\":\"web\"".into()),
+            path,
+            web,
+        ];
+        let mut params = vec![ns];
+        params.extend(app_web.clone());
+        params.extend(app_web);
+        params.push(Param::UInt(11));
+        assert_eq!(page.params, params);
+    }
+
+    #[test]
+    fn label_needles_are_what_the_json_text_must_contain() {
+        assert_eq!(label_needle("web").as_deref(), Some("\"web"));
         assert_eq!(
-            page.params,
-            [ns, path.clone(), web.clone(), path, web, Param::UInt(11)]
+            label_needle("web  ").as_deref(),
+            Some("\"web"),
+            "the comparison pads, so `web` and `web  ` are equal"
+        );
+        assert_eq!(label_needle("").as_deref(), Some("\""));
+        assert_eq!(label_needle("a\"b"), None, "JSON escapes the quote");
+        assert_eq!(label_needle("a\\b"), None, "JSON escapes the backslash");
+        assert_eq!(label_needle("tab\there"), None);
+        assert_eq!(
+            label_needle("ünï"),
+            None,
+            "only ASCII is known to be written as is"
+        );
+        assert_eq!(
+            member_needles("app.kubernetes.io/name", "web "),
+            Some([
+                "{\"app.kubernetes.io/name\":\"web\"".to_owned(),
+                ",\"app.kubernetes.io/name\":\"web\"".to_owned()
+            ])
+        );
+        assert_eq!(member_needles("app ", "web"), None, "keys do not pad");
+        assert_eq!(member_needles("app", "a\"b"), None);
+        // `In` tests one needle per value, and none when a value has no needle.
+        let mut statement = Statement::default();
+        let selector = LabelSelector::parse("app in (a,b)").expect("parses");
+        labels(&mut statement, &selector, "`labels`");
+        assert_eq!(
+            statement.sql,
+            " AND (LOCATE(CAST(? AS BINARY), `labels`) > 0 OR LOCATE(CAST(? AS BINARY), \
+             `labels`) > 0) AND JSON_VALUE(`labels`, ?) IN (?, ?)"
+        );
+        assert_eq!(
+            statement.params[..2],
+            [Param::Str("\"a".into()), Param::Str("\"b".into())]
         );
     }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::mysql::MySqlRow;
+use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
+use sqlx::pool::PoolConnection;
 
 use super::MysqlStore;
 use super::encode::{self, string_form};
@@ -69,7 +70,8 @@ pub(super) async fn list(
 ) -> Result<ListPage, StoreError> {
     let table = store.table(kind)?;
     let statements = query::list(&table.spec, query)?;
-    let (rows, total) = page_and_total(store, kind, query, &statements).await?;
+    let mut conn = acquire(store, kind).await?;
+    let (rows, total) = page_and_total(store, kind, query, &statements, &mut conn).await?;
     let more = rows.len() > query.limit;
     let mut items = Vec::with_capacity(rows.len().min(query.limit));
     for row in rows.iter().take(query.limit) {
@@ -83,6 +85,16 @@ pub(super) async fn list(
     Ok(ListPage { items, total, next })
 }
 
+/// One pooled connection for the statements of a list (each acquisition and release of a
+/// pooled connection is a round trip of its own).
+async fn acquire(store: &MysqlStore, kind: &KindSpec) -> Result<PoolConnection<MySql>, StoreError> {
+    store
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| store.error(Some(kind), "cannot list", e))
+}
+
 /// The page's rows (up to `limit + 1`) and the total. The page comes first: when it is the
 /// first page (or an offset page that is not past the end) and not full, it holds every
 /// match, so the count statement, which would filter the same rows again, is skipped.
@@ -91,10 +103,11 @@ async fn page_and_total(
     kind: &KindSpec,
     query: &ListQuery,
     statements: &query::ListStatements,
+    conn: &mut MySqlConnection,
 ) -> Result<(Vec<MySqlRow>, usize), StoreError> {
     let fail = |e| store.error(Some(kind), "cannot list", e);
     let rows = match &statements.page {
-        Some(page) => page.query().fetch_all(&store.pool).await.map_err(fail)?,
+        Some(page) => page.query().fetch_all(&mut *conn).await.map_err(fail)?,
         None => Vec::new(),
     };
     let complete = statements.page.is_some()
@@ -114,7 +127,7 @@ async fn page_and_total(
         .count
         .query()
         .persistent(false)
-        .fetch_one(&store.pool)
+        .fetch_one(&mut *conn)
         .await
         .and_then(|row| row.try_get(0))
         .map_err(fail)?;
@@ -128,10 +141,36 @@ pub(super) async fn list_json(
     kind: &KindSpec,
     query: &ListQuery,
 ) -> Result<JsonPage, StoreError> {
+    let mut conn = acquire(store, kind).await?;
+    list_json_on(store, kind, query, &mut conn).await
+}
+
+/// The revision, then [`list_json`], on one connection.
+pub(super) async fn revision_and_list_json(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    query: &ListQuery,
+) -> Result<(Revision, JsonPage), StoreError> {
+    store.limits().await?;
+    let mut conn = acquire(store, kind).await?;
+    let revision = sqlx::query_scalar(REVISION)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| store.error(None, "cannot read the revision", e))?;
+    let page = list_json_on(store, kind, query, &mut conn).await?;
+    Ok((revision, page))
+}
+
+async fn list_json_on(
+    store: &MysqlStore,
+    kind: &KindSpec,
+    query: &ListQuery,
+    conn: &mut MySqlConnection,
+) -> Result<JsonPage, StoreError> {
     let table = store.table(kind)?;
     let select = query::json_select_list(&table.spec, &query.sort.field)?;
     let statements = query::list_of(&table.spec, query, &select)?;
-    let (rows, total) = page_and_total(store, kind, query, &statements).await?;
+    let (rows, total) = page_and_total(store, kind, query, &statements, conn).await?;
     let more = rows.len() > query.limit;
     let mut items = Vec::with_capacity(rows.len().min(query.limit));
     for row in rows.iter().take(query.limit) {
@@ -272,9 +311,11 @@ pub(super) async fn column_sums(
     Ok(result)
 }
 
+const REVISION: &str = "SELECT `revision` FROM `stowage_meta` WHERE `id` = 1";
+
 pub(super) async fn revision(store: &MysqlStore) -> Result<Revision, StoreError> {
     store.limits().await?;
-    sqlx::query_scalar("SELECT `revision` FROM `stowage_meta` WHERE `id` = 1")
+    sqlx::query_scalar(REVISION)
         .fetch_one(&store.pool)
         .await
         .map_err(|e| store.error(None, "cannot read the revision", e))

@@ -36,6 +36,12 @@ impl Statement {
         self.params.push(param);
     }
 
+    /// Appends `other`'s text and parameters.
+    pub fn append(&mut self, other: &Statement) {
+        self.sql.push_str(&other.sql);
+        self.params.extend(other.params.iter().cloned());
+    }
+
     pub fn query(&self) -> Query<'_, MySql, MySqlArguments> {
         self.params.iter().fold(sqlx::query(&self.sql), bind)
     }
