@@ -119,8 +119,9 @@ pub(crate) struct Context {
     volumes: Store<PersistentVolume>,
     /// Cached classes.
     classes: Store<StorageClass>,
-    /// Volumes written but maybe not in the cache yet (binder mode's assume cache).
-    assumed: assume::Assumed,
+    /// Volumes written but maybe not in the cache yet (binder mode's assume cache), and the
+    /// index of volumes binding decisions look at.
+    assumed: Arc<assume::Assumed>,
     /// True while this replica holds the leader Lease.
     leading: watch::Receiver<bool>,
 }
@@ -173,10 +174,18 @@ pub async fn run(
     // One watch per kind feeds both controllers (each decoded once, cached without managedFields).
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
     let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
+    // The binder's index of volumes is fed by the volume watch before the cache is.
+    let assumed = Arc::new(assume::Assumed::default());
+    let observer = Arc::clone(&assumed);
     let (claim_feed, claim_applied, claim_touched) =
-        shared_watch(claim_api, config.clone(), claim_writer, &shutdown);
-    let (volume_feed, volume_applied, volume_touched) =
-        shared_watch(volume_api, config.clone(), volume_writer, &shutdown);
+        shared_watch(claim_api, config.clone(), claim_writer, |_| {}, &shutdown);
+    let (volume_feed, volume_applied, volume_touched) = shared_watch(
+        volume_api,
+        config.clone(),
+        volume_writer,
+        move |event| observer.observe(event),
+        &shutdown,
+    );
     let claim_controller = Controller::for_stream(claim_applied, claims.clone());
     let volume_controller = Controller::for_stream(volume_applied, volumes.clone());
 
@@ -195,7 +204,7 @@ pub async fn run(
         claims: claims.clone(),
         volumes,
         classes: classes.clone(),
-        assumed: assume::Assumed::default(),
+        assumed,
         leading: leading.clone(),
     });
 
@@ -277,17 +286,18 @@ pub async fn run(
 /// A trigger stream of a controller.
 type Triggers<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
 
-/// One watch of `K` (`managedFields` dropped) reflected into `writer`, fanned out after the store
-/// has the change: applied objects (the own controller's trigger, as `Controller::new` has it)
+/// One watch of `K` (`managedFields` dropped) shown to `observe`, then reflected into `writer`,
+/// fanned out after the store has the change: applied objects (the own controller's trigger, as `Controller::new` has it)
 /// and touched ones, deletions included (the other controller's `watches`). The future drives
 /// the watch until `shutdown`.
-fn shared_watch<K>(
+fn shared_watch<K, O>(
     api: Api<K>,
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
+    observe: O,
     shutdown: &Shutdown,
 ) -> (
-    impl Future<Output = ()> + Send + use<K>,
+    impl Future<Output = ()> + Send + use<K, O>,
     Triggers<K>,
     Triggers<K>,
 )
@@ -299,12 +309,18 @@ where
         + Send
         + Sync
         + 'static,
+    O: Fn(&watcher::Event<K>) + Send + 'static,
 {
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
     let (touched_tx, touched_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = watcher(api, config)
         .default_backoff()
         .modify(strip_managed_fields)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
         .reflect(writer);
     let shutdown = shutdown.clone();
     let feed = async move {
