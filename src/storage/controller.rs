@@ -288,10 +288,10 @@ pub async fn run(
 /// A trigger stream of a controller.
 type Triggers<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
 
-/// One watch of `K` (decoded without `managedFields`) shown to `observe`, then reflected into `writer`,
-/// fanned out after the store has the change: applied objects (the own controller's trigger, as `Controller::new` has it)
-/// and touched ones, deletions included (the other controller's `watches`). The future drives
-/// the watch until `shutdown`.
+/// One watch of `K` (decoded without `managedFields`) shown to `observe`, then reflected into
+/// `writer`, fanned out after the store has the change: applied objects (the own controller's
+/// trigger, as `Controller::new` has it) and touched ones, deletions included (the other
+/// controller's `watches`). The future drives the watch until `shutdown`.
 fn shared_watch<K, O>(
     api: Api<Lean<K>>,
     config: watcher::Config,
