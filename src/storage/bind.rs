@@ -211,7 +211,8 @@ fn volume_mode_mismatch(claim: &PersistentVolumeClaim, volume: &PersistentVolume
     claim_mode.unwrap_or("Filesystem") != volume_mode.unwrap_or("Filesystem")
 }
 
-fn claim_access_modes(claim: &PersistentVolumeClaim) -> &[String] {
+/// The claim's `spec.accessModes` (empty when unset).
+pub fn claim_access_modes(claim: &PersistentVolumeClaim) -> &[String] {
     claim
         .spec
         .as_ref()
@@ -227,9 +228,9 @@ fn volume_access_modes(volume: &PersistentVolume) -> &[String] {
         .unwrap_or(&[])
 }
 
-/// The volume's access modes as a set in upstream's canonical order (the index key). Borrowed:
-/// it is computed for every volume of every decision.
-fn access_mode_set(volume: &PersistentVolume) -> Vec<&str> {
+/// The volume's access modes as a set in upstream's canonical order (the key of
+/// `find_matching_volume`'s groups). Borrowed: it is computed for every volume of every decision.
+pub fn access_mode_set(volume: &PersistentVolume) -> Vec<&str> {
     let modes = volume_access_modes(volume);
     let mut set: Vec<&str> = ACCESS_MODE_ORDER
         .iter()
@@ -295,7 +296,7 @@ fn being_deleted(meta: &ObjectMeta) -> bool {
 
 /// The claim's storage request in bytes: 0 when it asks for none (upstream's zero quantity), an
 /// error when the value is not a quantity (so a malformed claim never matches every volume).
-fn request_bytes(claim: &PersistentVolumeClaim) -> Result<u128, QuantityError> {
+pub fn request_bytes(claim: &PersistentVolumeClaim) -> Result<u128, QuantityError> {
     let requested = claim
         .spec
         .as_ref()
@@ -441,7 +442,8 @@ fn lost(claim: &PersistentVolumeClaim, volume: &str, reason: &str, message: &str
 /// True when `plan_claim` for `claim` could look at `volume` at all: the volume the claim names,
 /// a volume whose claimRef names the claim, or a free Available volume of the claim's class.
 /// Every other volume is skipped by rules 1–5, so `plan_claim` over only the volumes this keeps
-/// decides exactly as over all of them (the binder's index of candidates).
+/// decides exactly as over all of them. The binder's `volume_index` narrows this further to the
+/// free volume each access-mode set would offer.
 pub fn may_concern_claim(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
     let volume_name = name(&volume.metadata);
     if claim_volume_name(claim) == Some(volume_name) {
@@ -456,6 +458,28 @@ pub fn may_concern_claim(volume: &PersistentVolume, claim: &PersistentVolumeClai
         None => {
             volume_phase(volume) == VOLUME_AVAILABLE && volume_class(volume) == claim_class(claim)
         }
+    }
+}
+
+/// A volume anyone may claim: no claimRef, phase Available, not being deleted. Besides the
+/// volume a claim names and those whose claimRef names it, only free volumes of the claim's
+/// class can be chosen for it (see `find_in_group`).
+pub fn is_free(volume: &PersistentVolume) -> bool {
+    claim_ref(volume).is_none()
+        && volume_phase(volume) == VOLUME_AVAILABLE
+        && !being_deleted(&volume.metadata)
+}
+
+/// The checks `find_matching_volume` makes of a free volume beyond class, phase, access modes
+/// and size: its volumeMode and the claim's selector. An index walking free volumes from the
+/// smallest up keeps the first that passes, which is the one the full scan would choose.
+pub fn free_volume_fits(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+    if volume_mode_mismatch(claim, volume) {
+        return false;
+    }
+    match claim.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+        Some(selector) => selector_matches(selector, volume.metadata.labels.as_ref()) == Ok(true),
+        None => true,
     }
 }
 

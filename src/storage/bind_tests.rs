@@ -36,6 +36,18 @@ type VolumeCase = (
     VolumeAction,
 );
 
+/// The candidates the binder's index gives for `claim` (it decides over these only).
+fn indexed(
+    volumes: &[PersistentVolume],
+    claim: &PersistentVolumeClaim,
+) -> Vec<std::sync::Arc<PersistentVolume>> {
+    let mut index = crate::storage::volume_index::VolumeIndex::default();
+    for volume in volumes {
+        index.insert(std::sync::Arc::new(volume.clone()));
+    }
+    index.candidates(claim)
+}
+
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
@@ -541,6 +553,9 @@ fn find_matching_volume_follows_rules_1_to_5() {
             .collect();
         let got = find_matching_volume(&claim, &candidates, delay).map(|v| name(&v.metadata));
         assert_eq!(got, want, "{what} (candidates only)");
+        let indexed = indexed(&volumes, &claim);
+        let got = find_matching_volume(&claim, &indexed, delay).map(|v| name(&v.metadata));
+        assert_eq!(got, want, "{what} (the index's candidates)");
     }
 }
 
@@ -914,6 +929,11 @@ fn plan_claim_covers_rules_and_examples() {
             plan_claim(&claim, &candidates, class),
             want,
             "{what} (candidates only)"
+        );
+        assert_eq!(
+            plan_claim(&claim, &indexed(&volumes, &claim), class),
+            want,
+            "{what} (the index's candidates)"
         );
     }
 }

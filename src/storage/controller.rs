@@ -10,6 +10,7 @@
 mod assume;
 mod claims;
 mod error;
+mod lean;
 mod volumes;
 mod writes;
 
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::controller::{Action, Controller};
@@ -33,6 +34,7 @@ use crate::shutdown::Shutdown;
 use crate::storage::bind;
 use crate::storage::metrics::StorageMetrics;
 use crate::storage::provision::{HostPathSettings, NfsSettings, ProvisionerSettings, Provisioners};
+use lean::Lean;
 
 pub use error::ControllerError;
 
@@ -119,8 +121,9 @@ pub(crate) struct Context {
     volumes: Store<PersistentVolume>,
     /// Cached classes.
     classes: Store<StorageClass>,
-    /// Volumes written but maybe not in the cache yet (binder mode's assume cache).
-    assumed: assume::Assumed,
+    /// Volumes written but maybe not in the cache yet (binder mode's assume cache), and the
+    /// index of volumes binding decisions look at.
+    assumed: Arc<assume::Assumed>,
     /// True while this replica holds the leader Lease.
     leading: watch::Receiver<bool>,
 }
@@ -159,8 +162,8 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     info!(mode = ?settings.mode, "storage controller starting");
-    let claim_api: Api<PersistentVolumeClaim> = Api::all(client.clone());
-    let volume_api: Api<PersistentVolume> = Api::all(client.clone());
+    let claim_api: Api<Lean<PersistentVolumeClaim>> = Api::all(client.clone());
+    let volume_api: Api<Lean<PersistentVolume>> = Api::all(client.clone());
     let config = watcher::Config::default().any_semantic();
 
     let (classes, class_writer) = reflector::store::<StorageClass>();
@@ -170,13 +173,21 @@ pub async fn run(
         .reflect(class_writer)
         .applied_objects();
 
-    // One watch per kind feeds both controllers (each decoded once, cached without managedFields).
+    // One watch per kind feeds both controllers (each decoded once, without managedFields).
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
     let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
+    // The binder's index of volumes is fed by the volume watch before the cache is.
+    let assumed = Arc::new(assume::Assumed::default());
+    let observer = Arc::clone(&assumed);
     let (claim_feed, claim_applied, claim_touched) =
-        shared_watch(claim_api, config.clone(), claim_writer, &shutdown);
-    let (volume_feed, volume_applied, volume_touched) =
-        shared_watch(volume_api, config.clone(), volume_writer, &shutdown);
+        shared_watch(claim_api, config.clone(), claim_writer, |_| {}, &shutdown);
+    let (volume_feed, volume_applied, volume_touched) = shared_watch(
+        volume_api,
+        config.clone(),
+        volume_writer,
+        move |event| observer.observe(event),
+        &shutdown,
+    );
     let claim_controller = Controller::for_stream(claim_applied, claims.clone());
     let volume_controller = Controller::for_stream(volume_applied, volumes.clone());
 
@@ -195,7 +206,7 @@ pub async fn run(
         claims: claims.clone(),
         volumes,
         classes: classes.clone(),
-        assumed: assume::Assumed::default(),
+        assumed,
         leading: leading.clone(),
     });
 
@@ -277,34 +288,41 @@ pub async fn run(
 /// A trigger stream of a controller.
 type Triggers<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
 
-/// One watch of `K` (`managedFields` dropped) reflected into `writer`, fanned out after the store
-/// has the change: applied objects (the own controller's trigger, as `Controller::new` has it)
-/// and touched ones, deletions included (the other controller's `watches`). The future drives
-/// the watch until `shutdown`.
-fn shared_watch<K>(
-    api: Api<K>,
+/// One watch of `K` (decoded without `managedFields`) shown to `observe`, then reflected into
+/// `writer`, fanned out after the store has the change: applied objects (the own controller's
+/// trigger, as `Controller::new` has it) and touched ones, deletions included (the other
+/// controller's `watches`). The future drives the watch until `shutdown`.
+fn shared_watch<K, O>(
+    api: Api<Lean<K>>,
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
+    observe: O,
     shutdown: &Shutdown,
 ) -> (
-    impl Future<Output = ()> + Send + use<K>,
+    impl Future<Output = ()> + Send + use<K, O>,
     Triggers<K>,
     Triggers<K>,
 )
 where
     K: kube::Resource<DynamicType = ()>
+        + lean::Parts
         + Clone
-        + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
+    O: Fn(&watcher::Event<K>) + Send + 'static,
 {
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
     let (touched_tx, touched_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = watcher(api, config)
         .default_backoff()
-        .modify(strip_managed_fields)
+        .map_ok(lean::event)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
         .reflect(writer);
     let shutdown = shutdown.clone();
     let feed = async move {

@@ -79,26 +79,23 @@ async fn bind_claim(
     class: Option<&StorageClass>,
     ctx: &Context,
 ) -> Result<bool, ControllerError> {
-    // Only the volumes plan_claim could look at (see `may_concern_claim`): with many free
-    // volumes of other classes or bound to other claims, a decision stays small.
-    let relevant = |volume: &PersistentVolume| bind::may_concern_claim(volume, claim);
-    let (action, chosen) = ctx
-        .assumed
-        .decide(ctx.volumes.state(), relevant, |volumes| {
-            let action = bind::plan_claim(claim, volumes, class);
-            let chosen = match &action {
-                ClaimAction::Bind { volume, .. } | ClaimAction::CompleteBind { volume } => volumes
-                    .iter()
-                    .find(|v| v.metadata.name.as_deref() == Some(volume.as_str()))
-                    .cloned(),
-                _ => None,
-            };
-            let reserve = match (&action, &chosen) {
-                (ClaimAction::Bind { .. }, Some(volume)) => Some(bind::bound_volume(volume, claim)),
-                _ => None,
-            };
-            ((action, chosen), reserve)
-        });
+    // Only the volumes plan_claim could choose (the index's candidates): a decision does not
+    // grow with the number of volumes.
+    let (action, chosen) = ctx.assumed.decide(claim, |volumes| {
+        let action = bind::plan_claim(claim, volumes, class);
+        let chosen = match &action {
+            ClaimAction::Bind { volume, .. } | ClaimAction::CompleteBind { volume } => volumes
+                .iter()
+                .find(|v| v.metadata.name.as_deref() == Some(volume.as_str()))
+                .cloned(),
+            _ => None,
+        };
+        let reserve = match (&action, &chosen) {
+            (ClaimAction::Bind { .. }, Some(volume)) => Some(bind::bound_volume(volume, claim)),
+            _ => None,
+        };
+        ((action, chosen), reserve)
+    });
     debug!(?action, "binder decision");
     match action {
         ClaimAction::Nothing => Ok(true),

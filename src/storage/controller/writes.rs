@@ -12,6 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 use parking_lot::Mutex;
 use tracing::warn;
 
+use super::lean::Lean;
 use super::{Context, ControllerError, MANAGER};
 
 fn post() -> PostParams {
@@ -21,14 +22,15 @@ fn post() -> PostParams {
     }
 }
 
-fn claims(ctx: &Context, claim: &PersistentVolumeClaim) -> Api<PersistentVolumeClaim> {
+// The writes' answers are decoded without managedFields (`Lean`), as the watches are.
+fn claims(ctx: &Context, claim: &PersistentVolumeClaim) -> Api<Lean<PersistentVolumeClaim>> {
     Api::namespaced(
         ctx.client.clone(),
         claim.metadata.namespace.as_deref().unwrap_or_default(),
     )
 }
 
-fn volumes(ctx: &Context) -> Api<PersistentVolume> {
+fn volumes(ctx: &Context) -> Api<Lean<PersistentVolume>> {
     Api::all(ctx.client.clone())
 }
 
@@ -45,8 +47,8 @@ impl Context {
         &self,
         claim: &PersistentVolumeClaim,
     ) -> Result<PersistentVolumeClaim, ControllerError> {
-        let written = claims(self, claim)
-            .replace(&claim.name_any(), &post(), claim)
+        let Lean(written) = claims(self, claim)
+            .replace(&claim.name_any(), &post(), &Lean(claim.clone()))
             .await
             .map_err(|source| {
                 ControllerError::api(format!("update {}", describe(claim)), source)
@@ -61,9 +63,9 @@ impl Context {
         claim: &PersistentVolumeClaim,
         status: PersistentVolumeClaimStatus,
     ) -> Result<PersistentVolumeClaim, ControllerError> {
-        let mut object = claim.clone();
-        object.status = Some(status);
-        let written = claims(self, claim)
+        let mut object = Lean(claim.clone());
+        object.0.status = Some(status);
+        let Lean(written) = claims(self, claim)
             .replace_status(&claim.name_any(), &post(), &object)
             .await
             .map_err(|source| {
@@ -78,11 +80,12 @@ impl Context {
         &self,
         volume: &PersistentVolume,
     ) -> Result<PersistentVolume, ControllerError> {
-        match volumes(self).create(&post(), volume).await {
-            Ok(created) => Ok(created),
+        match volumes(self).create(&post(), &Lean(volume.clone())).await {
+            Ok(Lean(created)) => Ok(created),
             Err(kube::Error::Api(status)) if status.code == 409 => volumes(self)
                 .get(&volume.name_any())
                 .await
+                .map(|Lean(volume)| volume)
                 .map_err(|source| {
                     ControllerError::api(format!("read {}", describe(volume)), source)
                 }),
@@ -99,8 +102,9 @@ impl Context {
         volume: &PersistentVolume,
     ) -> Result<PersistentVolume, ControllerError> {
         volumes(self)
-            .replace(&volume.name_any(), &post(), volume)
+            .replace(&volume.name_any(), &post(), &Lean(volume.clone()))
             .await
+            .map(|Lean(volume)| volume)
             .map_err(|source| ControllerError::api(format!("update {}", describe(volume)), source))
     }
 
@@ -110,11 +114,12 @@ impl Context {
         volume: &PersistentVolume,
         status: PersistentVolumeStatus,
     ) -> Result<PersistentVolume, ControllerError> {
-        let mut object = volume.clone();
-        object.status = Some(status);
+        let mut object = Lean(volume.clone());
+        object.0.status = Some(status);
         volumes(self)
             .replace_status(&volume.name_any(), &post(), &object)
             .await
+            .map(|Lean(volume)| volume)
             .map_err(|source| {
                 ControllerError::api(format!("update the status of {}", describe(volume)), source)
             })
