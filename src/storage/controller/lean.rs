@@ -32,37 +32,37 @@ pub(super) trait Parts: Sized {
     ) -> Self;
 }
 
-impl Parts for PersistentVolume {
-    type Spec = PersistentVolumeSpec;
-    type Status = PersistentVolumeStatus;
-    fn from_parts(
-        metadata: ObjectMeta,
-        spec: Option<Self::Spec>,
-        status: Option<Self::Status>,
-    ) -> Self {
-        Self {
-            metadata,
-            spec,
-            status,
+/// The two kinds the controller watches are both `metadata` + `spec` + `status`.
+macro_rules! parts {
+    ($kind:ty, $spec:ty, $status:ty) => {
+        impl Parts for $kind {
+            type Spec = $spec;
+            type Status = $status;
+            fn from_parts(
+                metadata: ObjectMeta,
+                spec: Option<Self::Spec>,
+                status: Option<Self::Status>,
+            ) -> Self {
+                Self {
+                    metadata,
+                    spec,
+                    status,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Parts for PersistentVolumeClaim {
-    type Spec = PersistentVolumeClaimSpec;
-    type Status = PersistentVolumeClaimStatus;
-    fn from_parts(
-        metadata: ObjectMeta,
-        spec: Option<Self::Spec>,
-        status: Option<Self::Status>,
-    ) -> Self {
-        Self {
-            metadata,
-            spec,
-            status,
-        }
-    }
-}
+parts!(
+    PersistentVolume,
+    PersistentVolumeSpec,
+    PersistentVolumeStatus
+);
+parts!(
+    PersistentVolumeClaim,
+    PersistentVolumeClaimSpec,
+    PersistentVolumeClaimStatus
+);
 
 /// `ObjectMeta` without `managedFields` (serde skips unknown keys without building them).
 #[derive(Deserialize, Default)]
