@@ -307,7 +307,7 @@ impl Inner {
         new: Option<&Value>,
     ) {
         let uids = |v: Option<&Value>| -> BTreeSet<String> {
-            v.and_then(|v| v.pointer("/metadata/ownerReferences"))
+            v.and_then(|v| write::meta_field(v, "ownerReferences"))
                 .and_then(Value::as_array)
                 .map(|refs| {
                     refs.iter()

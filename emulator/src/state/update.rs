@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::write::{checked_put, finalizers, is_crd, meta_str, view};
+use super::write::{checked_put, finalizers, is_crd, meta_field, meta_str, view};
 use super::{Inner, State, Stored};
 use crate::patch;
 use crate::patch::apply::Managed;
@@ -118,7 +118,7 @@ pub(super) fn prepare(
             }
         }
     }
-    if old.value.pointer("/metadata/deletionTimestamp").is_some() {
+    if meta_field(&old.value, "deletionTimestamp").is_some() {
         let before = finalizers(&old.value);
         let added: Vec<String> = finalizers(&new)
             .into_iter()
@@ -135,9 +135,7 @@ pub(super) fn prepare(
         }
     }
     if !same_spec(rt, &old.value, &new) {
-        let generation = old
-            .value
-            .pointer("/metadata/generation")
+        let generation = meta_field(&old.value, "generation")
             .and_then(Value::as_i64)
             .unwrap_or(1);
         new["metadata"]["generation"] = json!(generation + 1);
@@ -166,8 +164,7 @@ pub(super) fn prepare(
     if opts.dry_run {
         return Ok(Outcome::DryRun(new));
     }
-    let remove =
-        new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
+    let remove = meta_field(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
     Ok(Outcome::Write {
         new,
         managed,

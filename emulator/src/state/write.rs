@@ -39,7 +39,8 @@ pub enum PatchKind {
 }
 
 pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // `%Y-%m-%dT%H:%M:%SZ` without parsing a format string on every write.
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The object as `rt` presents it (Events convert between core and events.k8s.io; CRD versions differ).
@@ -65,9 +66,12 @@ fn unview(rt: &ResourceType, value: Value) -> Value {
 }
 
 pub(super) fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    v.get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
+    meta_field(v, field).and_then(Value::as_str)
+}
+
+/// `metadata.<field>`; `pointer` would parse its path on every call of every write.
+pub(super) fn meta_field<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+    v.get("metadata").and_then(|m| m.get(field))
 }
 
 fn patch_error(rt: &ResourceType, name: &str, e: PatchError) -> ApiError {
@@ -115,7 +119,7 @@ fn check_type_meta(rt: &ResourceType, body: &mut Value) -> Result<(), ApiError> 
 }
 
 pub(super) fn finalizers(v: &Value) -> Vec<String> {
-    v.pointer("/metadata/finalizers")
+    meta_field(v, "finalizers")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -147,12 +147,21 @@ pub(super) fn compare_without_managed_fields(ctx: &Ctx, lhs: &Value, rhs: &Value
     let mut out = Comparison::default();
     let mut cur = Cursor::default();
     let mut field = |cur: &mut Cursor, key: &str, l: Option<&Value>, r: Option<&Value>| {
+        // Equal subtrees differ nowhere: most writes change one of spec, status or metadata,
+        // and walking the others path by path cost more than this check.
+        if l.is_some() && l == r {
+            return;
+        }
         cur.push_field(key);
         match (key, l, r) {
             ("metadata", Some(Value::Object(lm)), Some(Value::Object(rm))) => {
                 for (k, lv) in lm.iter().filter(|(k, _)| *k != "managedFields") {
+                    let rv = rm.get(k);
+                    if rv == Some(lv) {
+                        continue;
+                    }
                     cur.push_field(k);
-                    compare(ctx, cur, Some(lv), rm.get(k), &mut out);
+                    compare(ctx, cur, Some(lv), rv, &mut out);
                     cur.pop_field();
                 }
                 for (k, rv) in rm.iter().filter(|(k, _)| *k != "managedFields") {

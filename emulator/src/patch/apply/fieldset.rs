@@ -33,7 +33,12 @@ impl Pe {
     /// FieldsV1 key: `f:name`, `k:{"name":"x"}`, `v:"x"`, `i:0`.
     fn encode(&self) -> String {
         match self {
-            Pe::Field(name) => format!("f:{name}"),
+            Pe::Field(name) => {
+                let mut key = String::with_capacity(name.len() + 2);
+                key.push_str("f:");
+                key.push_str(name);
+                key
+            }
             Pe::Key(fields) => {
                 let parts: Vec<String> = fields
                     .iter()
@@ -268,6 +273,13 @@ impl Set {
 
     pub(super) fn to_fields_v1(&self) -> Map<String, Value> {
         let mut out = Map::new();
+        self.write_fields_v1(&mut out);
+        out
+    }
+
+    /// Adds this set's FieldsV1 keys to `out` (filled in place: every write re-encodes the
+    /// entries it changes, and building each level as its own map cost a re-insert per key).
+    fn write_fields_v1(&self, out: &mut Map<String, Value>) {
         let keys: BTreeSet<&Pe> = self.members.iter().chain(self.children.keys()).collect();
         for pe in keys {
             let mut inner = Map::new();
@@ -275,11 +287,10 @@ impl Set {
                 if self.members.contains(pe) {
                     inner.insert(".".into(), Value::Object(Map::new()));
                 }
-                inner.extend(child.to_fields_v1());
+                child.write_fields_v1(&mut inner);
             }
             out.insert(pe.encode(), Value::Object(inner));
         }
-        out
     }
 
     pub(super) fn from_fields_v1(fields: &Map<String, Value>) -> Result<Set, String> {

@@ -328,7 +328,8 @@ pub fn record_update_with(
     let cmp = compare_without_managed_fields(&ctx, old, &new);
     let changed = cmp.modified.union(&cmp.added);
     let encoded = old
-        .pointer("/metadata/managedFields")
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
         .and_then(Value::as_array)
         .filter(|_| old_managed.canonical);
     // Entries the write takes nothing from stay as they are, encoding included.

@@ -900,3 +900,52 @@ fn kept_entries_record_what_decoded_ones_do() {
         .collect();
     assert_eq!(managers, ["a", "binder", "other"], "{stored}");
 }
+
+#[test]
+fn comparison_without_managed_fields_matches_a_stripped_comparison() {
+    // compare_without_managed_fields skips equal subtrees; the sets it finds must be those of
+    // comparing stripped copies path by path.
+    let ctx = walk::Ctx {
+        api_version: "apps/v1",
+        kind: "Deployment",
+    };
+    let base = ok(apply(
+        &deploy("a", T1),
+        None,
+        &deployment(
+            1,
+            json!({"app": "web"}),
+            &[("app", "nginx"), ("side", "envoy")],
+        ),
+    ));
+    let changes: [fn(&mut Value); 6] = [
+        |_| {},
+        |v| v["spec"]["replicas"] = json!(3),
+        |v| v["status"] = json!({"readyReplicas": 3}),
+        |v| v["metadata"]["labels"] = json!({"app": "web", "tier": "fe"}),
+        |v| v["spec"]["template"]["spec"]["containers"][1]["image"] = json!("envoy:2"),
+        |v| {
+            v["metadata"]["annotations"] = json!({"a": "b"});
+            v["metadata"]["managedFields"] = json!([]);
+            v["spec"]["paused"] = json!(true);
+        },
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let mut other = base.clone();
+        change(&mut other);
+        for (lhs, rhs) in [(&base, &other), (&other, &base)] {
+            let got = compare::compare_without_managed_fields(&ctx, lhs, rhs);
+            let expected =
+                compare::compare_objects(&ctx, &without_managed(lhs), &without_managed(rhs));
+            assert_eq!(got.modified, expected.modified, "change {i}");
+            assert_eq!(got.added, expected.added, "change {i}");
+            assert_eq!(got.removed, expected.removed, "change {i}");
+        }
+    }
+    let unchanged = compare::compare_without_managed_fields(&ctx, &base, &base);
+    assert!(unchanged.modified.is_empty() && unchanged.added.is_empty());
+    let mut scaled = base.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    let scaled = compare::compare_without_managed_fields(&ctx, &base, &scaled);
+    assert!(!scaled.modified.is_empty(), "a changed field must be found");
+}
