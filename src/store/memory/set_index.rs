@@ -72,7 +72,6 @@ impl SetIndex {
             exact: None,
             namespaces: Vec::new(),
         };
-        let mut exact = (Vec::new(), Vec::with_capacity(members.len() + 1));
         let mut lower_is_exact = true;
         for (position, record) in members.values().enumerate() {
             match index.namespaces.last_mut() {
@@ -88,14 +87,19 @@ impl SetIndex {
             index.starts.push(index.names.len());
             index.names.extend_from_slice(lower.as_bytes());
             index.names.push(SEPARATOR);
-            exact.1.push(exact.0.len());
-            exact.0.extend_from_slice(record.key.name.as_bytes());
             index.records.push(Arc::clone(record));
         }
         index.starts.push(index.names.len());
-        exact.1.push(exact.0.len());
         if !lower_is_exact {
-            index.exact = Some(exact);
+            // Rare (Kubernetes names are lower-case), so the copy is made only when needed.
+            let mut names = Vec::new();
+            let mut starts = Vec::with_capacity(index.records.len() + 1);
+            for record in &index.records {
+                starts.push(names.len());
+                names.extend_from_slice(record.key.name.as_bytes());
+            }
+            starts.push(names.len());
+            index.exact = Some((names, starts));
         }
         index
     }
