@@ -63,18 +63,27 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut raw = Vec::new();
     let mut synced = Vec::new();
     let mut store = None;
+    let pid = etcd.pid().map_or_else(String::new, |p| p.to_string());
     for round in 0..ROUNDS {
+        let raw_round = || {
+            let prefix = format!("/raw-{round}");
+            let endpoint = etcd.endpoint();
+            let objects = &objects;
+            timed("raw", &pid, async move {
+                raw_sync_at(&endpoint, objects, &prefix).await
+            })
+        };
         if round % 2 == 0 {
-            raw.push(raw_sync_at(&etcd.endpoint(), &objects, &format!("/raw-{round}")).await?);
+            raw.push(raw_round().await?);
         }
         let prefix = format!("/kubernetes-{round}");
         let fresh = EtcdStore::new(EtcdSettings::new(vec![etcd.endpoint()], &prefix));
         fresh.register(&kind).await?;
-        synced.push(store_sync(&fresh, &kind, &objects).await?);
+        synced.push(timed("store", &pid, store_sync(&fresh, &kind, &objects)).await?);
         assert_eq!(fresh.count(&kind).await?, OBJECTS, "every object stored");
         store = Some(fresh);
         if round % 2 == 1 {
-            raw.push(raw_sync_at(&etcd.endpoint(), &objects, &format!("/raw-{round}")).await?);
+            raw.push(raw_round().await?);
         }
     }
     let rates = |times: &[Duration]| {
@@ -165,6 +174,37 @@ fn processed(
 ) -> Result<MirrorObject, Box<dyn Error>> {
     let text = serde_json::value::RawValue::from_string(object.to_string())?;
     Ok(processor.process_text(&text)?)
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from
+/// `/proc/{pid}/stat`; 0 where that cannot be read.
+fn cpu_seconds(pid: &str) -> f64 {
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces) end with ')'; utime, stime are 14, 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+    };
+    read().unwrap_or(0.0)
+}
+
+/// Runs `phase`, printing its wall time and the CPU time this process and etcd spent in it.
+async fn timed<F>(label: &str, etcd: &str, phase: F) -> Result<Duration, Box<dyn Error>>
+where
+    F: Future<Output = Result<Duration, Box<dyn Error>>>,
+{
+    let (client, server) = (cpu_seconds("self"), cpu_seconds(etcd));
+    let elapsed = phase.await?;
+    println!(
+        "  {label:<6} {:.2} s: client CPU {:.2} s, etcd CPU {:.2} s",
+        elapsed.as_secs_f64(),
+        cpu_seconds("self") - client,
+        cpu_seconds(etcd) - server
+    );
+    Ok(elapsed)
 }
 
 fn rate(elapsed: Duration) -> f64 {

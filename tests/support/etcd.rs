@@ -43,6 +43,11 @@ impl PrivateEtcd {
     }
 
     /// Kills the server (like a crash; the data dir stays).
+    /// The etcd process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -83,6 +83,13 @@ pub fn split(ops: &[Sized<'_>], limits: Limits) -> Vec<Range<usize>> {
     ranges
 }
 
+/// Whether no key occurs twice in `ops`: then their transactions touch disjoint keys and may
+/// be applied in any order, so they can be in flight together.
+pub fn distinct(ops: &[Sized<'_>]) -> bool {
+    let mut keys: HashSet<&str> = HashSet::with_capacity(ops.len());
+    ops.iter().all(|op| keys.insert(op.key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +165,23 @@ mod tests {
         assert!(!limits.fits("k", 100 - OP_OVERHEAD));
         assert!(Limits::default().fits("k", 1_500_000));
         assert!(!Limits::default().fits("k", 1_572_864));
+    }
+
+    #[test]
+    fn distinct_is_false_for_a_key_in_two_transactions() {
+        let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+        let mut ops: Vec<Sized> = keys.iter().map(|key| Sized { key, cost: 10 }).collect();
+        assert!(distinct(&ops));
+        assert!(distinct(&[]));
+        // k5 again after the first transaction's 128: split keeps both, in order.
+        ops.push(Sized {
+            key: "k5",
+            cost: 10,
+        });
+        assert!(
+            !distinct(&ops),
+            "k5 twice: its transactions must run in order"
+        );
     }
 
     #[test]

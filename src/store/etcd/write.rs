@@ -4,9 +4,12 @@
 //! refused alone; the rest of its batch is applied.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use etcd_client::{Txn, TxnOp};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::connect::call;
 use super::index::Entry;
@@ -15,6 +18,10 @@ use super::split::{self, Limits, Sized};
 use super::{EtcdStore, KindState};
 use crate::mirror::kind::KindSpec;
 use crate::store::{Revision, StoreError, WriteBatch, WriteOp, WriteOutcome};
+
+/// Transactions of one batch sent together when their keys are disjoint: enough to keep etcd
+/// busy while the answer of the previous one travels back.
+const IN_FLIGHT: usize = 4;
 
 /// One operation that changes etcd.
 struct Planned {
@@ -131,8 +138,12 @@ impl EtcdStore {
         Ok(plan)
     }
 
-    /// Applies the operations in order, one transaction per [`split::split`] range, updating the
-    /// index after each. The revision of the last transaction, `None` when nothing was written.
+    /// Applies the operations, one transaction per [`split::split`] range, updating the index
+    /// after each. When no key repeats, up to [`IN_FLIGHT`] transactions are sent together (etcd
+    /// then commits them in one raft round); otherwise they run one after another, in order.
+    /// After a failure no further transaction is sent; the ones already sent are awaited so the
+    /// index holds exactly what was applied. The highest revision, `None` when nothing was
+    /// written.
     async fn apply(
         &self,
         state: &KindState,
@@ -145,6 +156,9 @@ impl EtcdStore {
         limits.max_request_bytes = limits
             .max_request_bytes
             .saturating_sub(Limits::cost(&marker, 0));
+        if ops.is_empty() {
+            return Ok(None);
+        }
         let sized: Vec<Sized> = ops
             .iter()
             .map(|op| Sized {
@@ -152,31 +166,64 @@ impl EtcdStore {
                 cost: Limits::cost(&op.key, op.put.as_ref().map_or(0, |(v, _)| v.len())),
             })
             .collect();
-        if ops.is_empty() {
-            return Ok(None);
-        }
-        let mut kv = self.conn.clients().await?.kv;
-        let mut revision = None;
         let ranges = split::split(&sized, limits);
+        let in_flight = if split::distinct(&sized) {
+            IN_FLIGHT
+        } else {
+            1
+        };
         drop(sized);
-        for range in ranges {
-            let chunk = &mut ops[range];
-            // The values go into the request (a batch's values are most of its bytes); the keys
-            // and entries stay for the index.
-            let mut txn_ops: Vec<TxnOp> = chunk
-                .iter_mut()
-                .map(|op| match op.put.as_mut() {
-                    Some((value, _)) => TxnOp::put(op.key.as_str(), std::mem::take(value), None),
-                    None => TxnOp::delete(op.key.as_str(), None),
-                })
-                .collect();
-            txn_ops.push(TxnOp::put(marker.as_str(), "", None));
-            let response = call("writing a batch", kv.txn(Txn::new().and_then(txn_ops))).await?;
+        let kv = self.conn.clients().await?.kv;
+        // The values go into the requests (a batch's values are most of its bytes); the keys
+        // and entries stay for the index.
+        let txns: Vec<(Range<usize>, Vec<TxnOp>)> = ranges
+            .into_iter()
+            .map(|range| {
+                let mut txn_ops: Vec<TxnOp> = ops[range.clone()]
+                    .iter_mut()
+                    .map(|op| match op.put.as_mut() {
+                        Some((value, _)) => {
+                            TxnOp::put(op.key.as_str(), std::mem::take(value), None)
+                        }
+                        None => TxnOp::delete(op.key.as_str(), None),
+                    })
+                    .collect();
+                txn_ops.push(TxnOp::put(marker.as_str(), "", None));
+                (range, txn_ops)
+            })
+            .collect();
+        let mut requests = txns.into_iter().map(|(range, txn_ops)| {
+            let mut kv = kv.clone();
+            async move {
+                let sent = call("writing a batch", kv.txn(Txn::new().and_then(txn_ops))).await;
+                (range, sent)
+            }
+        });
+        let mut sent = FuturesUnordered::new();
+        let mut revision = None;
+        let mut failed = None;
+        loop {
+            while failed.is_none() && sent.len() < in_flight {
+                match requests.next() {
+                    Some(request) => sent.push(request),
+                    None => break,
+                }
+            }
+            let Some((range, answer)) = sent.next().await else {
+                break;
+            };
+            let response = match answer {
+                Ok(response) => response,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                    continue;
+                }
+            };
             let at = response.header().map_or(0, |h| h.revision() as Revision);
             self.saw(at);
-            revision = Some(at);
+            revision = revision.max(Some(at));
             let mut index = state.index.lock();
-            for op in chunk.iter_mut() {
+            for op in &mut ops[range] {
                 let key = std::mem::take(&mut op.key);
                 match op.put.take() {
                     Some((_, entry)) => index.insert(key, entry),
@@ -184,7 +231,10 @@ impl EtcdStore {
                 }
             }
         }
-        Ok(revision)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(revision),
+        }
     }
 
     pub(super) async fn sweep_stale(
