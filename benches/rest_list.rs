@@ -7,11 +7,14 @@
 //! calls [`stowage_bench_phase`] between the phases, for
 //! `valgrind --tool=callgrind --dump-before=stowage_bench_phase` (one dump per phase).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::json;
 use stowage::api::{ApiState, router};
+use stowage::cache::{Cache, CacheMetrics};
+use stowage::config::CacheConfig;
 use stowage::metrics::Metrics;
 use stowage::mirror::health::MirrorHealth;
 use stowage::mirror::kind::KindSpec;
@@ -261,10 +264,34 @@ async fn main() {
             .expect("write");
     }
     let (_tx, kinds) = tokio::sync::watch::channel(Arc::new(Kinds::new([kind.clone()])));
-    let state = ApiState::new(store.clone(), kinds, MirrorHealth::new("memory"));
+    let state = ApiState::new(store.clone(), kinds.clone(), MirrorHealth::new("memory"));
+    // For reference beside the list: the same API behind the read cache as configured by
+    // default (L1 only), and a handler that only returns a fixed list answer (what moving the
+    // answer's bytes costs, with no query work at all).
+    let cache = Cache::new(
+        &CacheConfig::default(),
+        CacheMetrics::unregistered().expect("metrics"),
+    )
+    .expect("cache");
+    let cached = ApiState::new(store.clone(), kinds, MirrorHealth::new("memory")).with_cache(cache);
+    let fixed: Arc<OnceLock<Bytes>> = Arc::default();
+    let fixed_body = fixed.clone();
+    let extra = axum::Router::new().nest("/cached", router(cached)).route(
+        "/bench/fixed",
+        axum::routing::get(move || {
+            let body = fixed_body.get().cloned().unwrap_or_default();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
     let metrics = Metrics::new().expect("metrics");
     let app = ServerBuilder::new(metrics, Health::new())
         .merge(router(state))
+        .merge(extra)
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -313,6 +340,21 @@ async fn main() {
         probe["total"],
         probe["items"].as_array().map_or(0, Vec::len)
     );
+    // The fixed answer: the first full page of the bench queries, as the list route sends it.
+    for url in &list_urls {
+        let body = reqwest::get(url)
+            .await
+            .expect("list")
+            .bytes()
+            .await
+            .expect("body");
+        let page: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        if page["items"].as_array().map_or(0, Vec::len) == 50 {
+            println!("fixed answer: a full page of {} bytes", body.len());
+            let _ = fixed.set(body);
+            break;
+        }
+    }
     store_cpu(&*store, &kind, &store_queries).await;
     let _ = load(Arc::new(list_urls.clone()), concurrency, 1).await; // warm-up
     let mut trivial = load(
@@ -321,7 +363,19 @@ async fn main() {
         seconds,
     )
     .await;
-    let mut list = load(Arc::new(list_urls), concurrency, seconds).await;
+    let mut list = load(Arc::new(list_urls.clone()), concurrency, seconds).await;
+    let mut fixed_run = load(
+        Arc::new(vec![format!("{base}/bench/fixed")]),
+        concurrency,
+        seconds,
+    )
+    .await;
+    let cached_urls: Vec<String> = list_urls
+        .iter()
+        .map(|url| url.replacen("/api/v1/", "/cached/api/v1/", 1))
+        .collect();
+    let _ = load(Arc::new(cached_urls.clone()), concurrency, 1).await; // fills L1
+    let mut cached_run = load(Arc::new(cached_urls), concurrency, seconds).await;
     println!(
         "trivial /healthz:   {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms",
         trivial.rate(),
@@ -334,5 +388,19 @@ async fn main() {
         list.pct(0.50),
         list.pct(0.99),
         list.rate() / trivial.rate()
+    );
+    println!(
+        "fixed full page, no query work:  {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   ({:.2}× the trivial rate)",
+        fixed_run.rate(),
+        fixed_run.pct(0.50),
+        fixed_run.pct(0.99),
+        fixed_run.rate() / trivial.rate()
+    );
+    println!(
+        "REST list through L1 (default cache config, all hits): {:>8.0} req/s   p50 {:.3} ms   p99 {:.3} ms   ({:.2}× the trivial rate)",
+        cached_run.rate(),
+        cached_run.pct(0.50),
+        cached_run.pct(0.99),
+        cached_run.rate() / trivial.rate()
     );
 }
