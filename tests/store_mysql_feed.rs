@@ -10,7 +10,7 @@ use mysql_support::{TestDb, bounded};
 use stowage::mirror::kind::{ColumnSpec, ColumnType, KindSpec};
 use stowage::store::conformance::{sample_kind, sample_object};
 use stowage::store::mysql::MysqlStore;
-use stowage::store::{ChangeType, MirrorObject, Store, WriteBatch, WriteOp};
+use stowage::store::{ChangeType, MirrorObject, Store, StoreError, WriteBatch, WriteOp};
 
 async fn write(store: &MysqlStore, kind: &KindSpec, ops: Vec<WriteOp>) {
     bounded("write", store.write(kind, WriteBatch { ops, epoch: 1 })).await;
@@ -209,4 +209,105 @@ async fn insert_only_batches_fall_back_when_a_key_is_stored() {
     .await;
     assert_eq!((again.revision, again.changed), (464, 0));
     assert_eq!(live_rows(&db).trim(), "414\t414");
+}
+
+/// An insert-only batch (written pipelined) with an object the database would refuse writes the
+/// rest of the batch and reports the one object, with the same changes as a sequential write.
+#[tokio::test]
+async fn an_insert_only_batch_rejects_a_refused_object_alone() {
+    let db = TestDb::create();
+    let store = db.store(10_000);
+    let kind = sample_kind("Bulk");
+    bounded("register", store.register(&kind)).await;
+    write(&store, &kind, numbered(0, 100, "1")).await;
+    let mut ops = numbered(100, 200, "1");
+    ops[50] = WriteOp::Upsert(version(&"x".repeat(300), "1"));
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.write(&kind, WriteBatch { ops, epoch: 1 }),
+    )
+    .await
+    .expect("answers")
+    .expect_err("the long name is refused");
+    let StoreError::Rejected { name, .. } = &error else {
+        panic!("expected Rejected, got {error}");
+    };
+    assert_eq!(name, &"x".repeat(300));
+    assert_eq!(live_rows(&db).trim(), "199\t199", "the rest is written");
+    // The next batch of new keys is pipelined again.
+    write(&store, &kind, numbered(200, 300, "1")).await;
+    assert_eq!(live_rows(&db).trim(), "299\t299");
+    let changes = bounded("changes", store.changes(None, 0, usize::MAX)).await;
+    let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    assert_eq!(revisions, (1..=299).collect::<Vec<_>>(), "consecutive");
+    let names: Vec<String> = changes.into_iter().map(|c| c.object.name).collect();
+    let expected: Vec<String> = (0..300)
+        .filter(|&i| i != 150)
+        .map(|i| format!("n{i:03}"))
+        .collect();
+    assert_eq!(names, expected);
+    assert_eq!(lean_records(&db), 299, "every change reads its row");
+}
+
+fn records(db: &TestDb) -> u64 {
+    let count = db.sql("SELECT COUNT(*) FROM stowage_changes");
+    count.trim().parse().expect("a count")
+}
+
+/// Records beyond the retention are deleted after the writes, in the background: until then they
+/// may still be in the table, but the feed serves exactly the newest `history` changes, complete
+/// even where a row that backed an expired lean record was overwritten without preserving it.
+#[tokio::test]
+async fn records_beyond_the_retention_are_expired_before_they_are_deleted() {
+    const HISTORY: u64 = 20;
+    let db = TestDb::create();
+    let store = db.store(HISTORY as usize);
+    let kind = sample_kind("Retained");
+    bounded("register", store.register(&kind)).await;
+    for rv in ["1", "2", "3"] {
+        for i in 0..40 {
+            write(
+                &store,
+                &kind,
+                vec![WriteOp::Upsert(version(&format!("o{i:02}"), rv))],
+            )
+            .await;
+        }
+    }
+    let end = bounded("revision", store.revision()).await;
+    assert_eq!(end, 120);
+    let floor = end - HISTORY;
+    let error = store
+        .changes(None, floor - 1, usize::MAX)
+        .await
+        .expect_err("one before the retained history");
+    let StoreError::Expired { requested, oldest } = error else {
+        panic!("expected Expired, got {error}");
+    };
+    assert_eq!((requested, oldest), (floor - 1, floor + 1));
+    for since in floor..=end {
+        let changes = bounded("changes", store.changes(None, since, usize::MAX)).await;
+        let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, (since + 1..=end).collect::<Vec<_>>());
+        for change in changes {
+            let i = (change.revision - 81) as usize;
+            assert_eq!(change.object.name, format!("o{i:02}"));
+            assert_eq!(change.object.resource_version, "3");
+        }
+    }
+    // The table is trimmed after a later write (the one in flight, if any, has finished by then)
+    // to within the slack (a tenth of the history).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write(&store, &kind, vec![WriteOp::Upsert(version("o00", "4"))]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while records(&db) > HISTORY + HISTORY / 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} records left, retention {HISTORY}",
+            records(&db)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let changes = bounded("changes", store.changes(None, floor + 1, usize::MAX)).await;
+    assert_eq!(changes.len() as u64, HISTORY);
 }

@@ -10,9 +10,11 @@
 //! each object once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use sqlx::{MySql, Row, Transaction};
+use sqlx::{MySql, MySqlPool, Row, Transaction};
+use tracing::debug;
 
 use super::MysqlStore;
 use super::encode::{self, SELECT_BASE_LEN, decode_change};
@@ -60,9 +62,9 @@ pub(super) enum RevisionRow {
     Advanced,
 }
 
-/// Appends changes numbered from `before + 1` (`None`: the object is read from the row), stores
-/// the new revision and drops changes beyond the retention (unless an earlier committed write
-/// already dropped them, see `MysqlStore::committed`); returns the new revision.
+/// Appends changes numbered from `before + 1` (`None`: the object is read from the row) and
+/// stores the new revision; returns it. Changes beyond the retention are not written; older
+/// records are deleted later, off the writer's transaction (see [`trim_if_due`]).
 pub(super) async fn record(
     tx: &mut Transaction<'_, MySql>,
     store: &MysqlStore,
@@ -76,16 +78,43 @@ pub(super) async fn record(
         return Ok(before);
     }
     let revision = before + changes.len() as u64;
-    let keep_from = floor(revision, store.options.history);
-    // Only the newest `history` changes are kept, so older ones of this batch are not written.
-    // Collected first: a closure-based iterator held across `.await` is not `Send` enough.
-    let kept: Vec<(u64, &(ChangeType, Option<String>))> = changes
+    for (insert, lean) in record_statements(
+        kind,
+        before,
+        changes,
+        statement_bytes,
+        store.options.history,
+    ) {
+        // Lean statements are small and, batch after batch, the same text: kept prepared.
+        insert.query().persistent(lean).execute(&mut **tx).await?;
+    }
+    if revision_row == RevisionRow::Locked {
+        sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
+            .bind(revision)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(revision)
+}
+
+/// The `INSERT`s of [`record`], each with whether it is lean (every record without its object).
+/// Only the newest `history` changes are kept, so older ones of the batch are left out.
+pub(super) fn record_statements(
+    kind: &str,
+    before: u64,
+    changes: &[(ChangeType, Option<String>)],
+    statement_bytes: usize,
+    history: usize,
+) -> Vec<(Statement, bool)> {
+    let revision = before + changes.len() as u64;
+    let keep_from = floor(revision, history);
+    let mut numbered = changes
         .iter()
         .enumerate()
         .map(|(i, c)| (before + 1 + i as u64, c))
         .filter(|(r, _)| *r > keep_from)
-        .collect();
-    let mut numbered = kept.into_iter().peekable();
+        .peekable();
+    let mut statements = Vec::new();
     while numbered.peek().is_some() {
         let mut insert = Statement::default();
         insert.push(
@@ -116,22 +145,83 @@ pub(super) async fn record(
             lean &= json.is_none();
             numbered.next();
         }
-        // Lean statements are small and, batch after batch, the same text: kept prepared.
-        insert.query().persistent(lean).execute(&mut **tx).await?;
+        statements.push((insert, lean));
     }
-    if revision_row == RevisionRow::Locked {
-        sqlx::query("UPDATE `stowage_meta` SET `revision` = ? WHERE `id` = 1")
-            .bind(revision)
-            .execute(&mut **tx)
+    statements
+}
+
+/// Retention of the change feed. Readers are served exactly the newest `history` changes: a
+/// revision at or below [`floor`] of the current revision is expired whether or not its record
+/// is still in the table (see [`changes`]), and writers neither write nor preserve records at or
+/// below it. Deleting those records is no part of a write: after a commit, once the floor is
+/// [`trim_slack`] changes past what was last deleted, one background task (at most one at a
+/// time) deletes them in chunks of [`TRIM_CHUNK`] on its own pooled connection, each chunk its
+/// own short transaction. The table therefore holds up to `history` + slack records (more while
+/// a trim runs or after one failed: the next commit retries).
+#[derive(Debug, Default)]
+pub(super) struct Trim {
+    /// Records at or below this revision are known deleted.
+    trimmed: AtomicU64,
+    /// A trim task is running.
+    running: AtomicBool,
+}
+
+/// Records deleted per statement by a trim.
+const TRIM_CHUNK: u64 = 5_000;
+
+/// How far the floor moves on before a trim starts: a tenth of the history (at least one), at
+/// most [`TRIM_CHUNK`] × 10.
+pub(super) fn trim_slack(history: usize) -> u64 {
+    (history as u64 / 10).clamp(1, TRIM_CHUNK * 10)
+}
+
+/// After a commit that stored `revision`: starts a background trim if one is due and none runs.
+pub(super) fn trim_if_due(store: &MysqlStore, revision: u64) {
+    let state = &store.trim;
+    let target = floor(revision, store.options.history);
+    let done = state.trimmed.load(Ordering::Relaxed);
+    if target < done.saturating_add(trim_slack(store.options.history))
+        || state.running.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        state.running.store(false, Ordering::Release);
+        return;
+    };
+    let pool = store.pool.clone();
+    let state = Arc::clone(state);
+    runtime.spawn(async move {
+        match trim(&pool, target).await {
+            Ok(()) => {
+                state.trimmed.fetch_max(target, Ordering::Relaxed);
+            }
+            Err(error) => debug!(%error, "change feed trim failed (retried after the next write)"),
+        }
+        state.running.store(false, Ordering::Release);
+    });
+}
+
+/// Deletes the records at or below `target`, oldest first, [`TRIM_CHUNK`] per autocommitted
+/// statement read-committed (no gap locks: writers appending new records never wait on it).
+async fn trim(pool: &MySqlPool, target: u64) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    loop {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *conn)
             .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM `stowage_changes` WHERE `revision` <= ? ORDER BY `revision` LIMIT ?",
+        )
+        .bind(target)
+        .bind(TRIM_CHUNK)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if deleted < TRIM_CHUNK {
+            return Ok(());
+        }
     }
-    if keep_from > store.trimmed.load(Ordering::Relaxed) {
-        sqlx::query("DELETE FROM `stowage_changes` WHERE `revision` <= ?")
-            .bind(keep_from)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(revision)
 }
 
 /// Changes at or below this revision are not retained.
@@ -301,7 +391,11 @@ pub(super) async fn changes(
     for row in rows {
         let min: Option<u64> = row.try_get(4).map_err(fail)?;
         let current: u64 = row.try_get(5).map_err(fail)?;
-        let oldest = min.unwrap_or(current + 1);
+        // Records at or below the floor may still be in the table (see `Trim`): expired all the
+        // same, and a lean one may no longer find its object.
+        let oldest = min
+            .unwrap_or(current + 1)
+            .max(floor(current, store.options.history) + 1);
         if since.saturating_add(1) < oldest {
             return Err(StoreError::Expired {
                 requested: since,

@@ -14,11 +14,13 @@
 //!
 //! Modules: `schema` (DDL and migrations, pure), `plan` (what a batch does, pure), `query` (read
 //! statements, pure), `encode` (rows ⇄ objects), `sql` (binding, quoting, errors), `tables`
-//! (register, migrate, purge), `write` (batches, sweeps), `feed` (change records, lean ones
-//! read from the rows), `read` (lists, counts).
+//! (register, migrate, purge), `write` (batches, sweeps), `pipeline` (insert-only batches with
+//! encoding overlapped), `feed` (change records, lean ones read from the rows, retention), `read`
+//! (lists, counts).
 
 mod encode;
 mod feed;
+mod pipeline;
 mod plan;
 mod query;
 mod read;
@@ -29,7 +31,7 @@ mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -94,8 +96,8 @@ pub struct MysqlStore {
     /// The store's own tables exist and `max_statement_bytes` is known.
     ready: OnceCell<Limits>,
     notify: watch::Sender<Revision>,
-    /// Changes at or below this revision are known deleted (by a committed retention delete).
-    trimmed: AtomicU64,
+    /// The change feed's background retention deletes (see `feed::Trim`).
+    trim: Arc<feed::Trim>,
 }
 
 /// What the server accepts, read once.
@@ -150,7 +152,7 @@ impl MysqlStore {
             tables: RwLock::new(HashMap::new()),
             ready: OnceCell::new(),
             notify,
-            trimmed: AtomicU64::new(0),
+            trim: Arc::default(),
         }
     }
 
@@ -203,14 +205,11 @@ impl MysqlStore {
         sql::store_error(id.as_deref(), what, &self.options.database, error)
     }
 
-    /// After a write transaction that stored `revision` committed: its retention delete is done
-    /// (see `feed::record`) and feed readers are woken.
+    /// After a write transaction that stored `revision` committed: feed readers are woken and,
+    /// when due, records beyond the retention are deleted in the background (`feed::Trim`).
     fn committed(&self, revision: Revision) {
-        self.trimmed.fetch_max(
-            feed::floor(revision, self.options.history),
-            Ordering::Relaxed,
-        );
         self.publish(revision);
+        feed::trim_if_due(self, revision);
     }
 
     fn publish(&self, revision: Revision) {

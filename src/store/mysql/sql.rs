@@ -2,9 +2,9 @@
 //! escaping and the mapping of driver errors onto [`StoreError`] categories. No SQL text here is
 //! ever built from request strings: those travel as [`Param`]s.
 
-use sqlx::Row;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlDatabaseError, MySqlRow};
 use sqlx::query::Query;
+use sqlx::{Arguments, Row};
 
 use crate::store::StoreError;
 
@@ -59,6 +59,27 @@ pub(super) fn bind<'q>(
         Param::Bool(b) => query.bind(*b),
         Param::Null => query.bind(None::<String>),
     }
+}
+
+/// Appends `param` to `args` (what [`bind`] does, for arguments built apart from their query).
+pub(super) fn add(args: &mut MySqlArguments, param: &Param) -> Result<(), sqlx::Error> {
+    match param {
+        Param::Str(s) => args.add(s.as_str()),
+        Param::Int(i) => args.add(*i),
+        Param::UInt(u) => args.add(*u),
+        Param::Bool(b) => args.add(*b),
+        Param::Null => args.add(None::<String>),
+    }
+    .map_err(sqlx::Error::Encode)
+}
+
+/// The arguments of `params`, in order.
+pub(super) fn arguments(params: &[Param]) -> Result<MySqlArguments, sqlx::Error> {
+    let mut args = MySqlArguments::default();
+    for param in params {
+        add(&mut args, param)?;
+    }
+    Ok(args)
 }
 
 /// A text column of a row. Columns with a binary collation (`utf8mb4_bin`, which every table

@@ -1,13 +1,15 @@
 //! Batches and sweeps, each one transaction: lock the revision row, look up the batch's keys,
 //! carry out the [`plan`](super::plan), record the changes with consecutive revisions (lean where
-//! the row holds the object, see `feed`), trim the feed to its retention, commit, then wake feed
-//! readers.
+//! the row holds the object, see `feed`), commit, then wake feed readers (and trim the feed in the
+//! background when due, see `feed::Trim`). Insert-only batches of an initial sync go through
+//! [`pipeline`](super::pipeline) first, which overlaps encoding with the server's work.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sqlx::mysql::MySqlRow;
-use sqlx::{MySql, Row, Transaction};
+use sqlx::mysql::{MySqlArguments, MySqlRow};
+use sqlx::{Arguments, MySql, Row, Transaction};
 use tracing::warn;
 
 use super::encode::{self, EncodedRow};
@@ -15,7 +17,7 @@ use super::feed::{self, RevisionRow, lock_revision, object_json, push_list};
 use super::plan::{self, ChangeSource, Key, PlanOp, StoredRow};
 use super::query::select_list;
 use super::sql::{self, Param, Statement, ident, required_text};
-use super::{MysqlStore, Table, tables};
+use super::{MysqlStore, Table, pipeline, tables};
 use crate::mirror::kind::KindSpec;
 use crate::store::{ChangeType, MirrorObject, StoreError, WriteBatch, WriteOp, WriteOutcome};
 
@@ -62,6 +64,13 @@ pub(super) async fn write(
 ) -> Result<WriteOutcome, StoreError> {
     let table = store.table(kind)?;
     let limits = store.limits().await?;
+    let batch = match pipelined(store, &table, batch, limits.statement_bytes).await? {
+        Ok(outcome) => {
+            tables::purge_if_due(store, &table).await;
+            return Ok(outcome);
+        }
+        Err(batch) => batch,
+    };
     let spec = &table.spec;
     // Encode first: an object the database would refuse is left out (and reported), the rest
     // of the batch is written.
@@ -132,6 +141,26 @@ pub(super) async fn write(
         });
     }
     Ok(outcome)
+}
+
+/// Writes the batch the [`pipeline`] way if it may be written insert-only; `Ok(Err(batch))`:
+/// it is written the sequential way.
+async fn pipelined(
+    store: &MysqlStore,
+    table: &Arc<Table>,
+    batch: WriteBatch,
+    statement_bytes: usize,
+) -> Result<Result<WriteOutcome, WriteBatch>, StoreError> {
+    let previous_all_new = table.all_new.load(Ordering::Relaxed);
+    if !previous_all_new || batch.ops.len() < plan::INSERT_ONLY_MIN {
+        return Ok(Err(batch));
+    }
+    let ops = pipeline::plan_ops(&batch);
+    // Deletes are left out of `ops`: then it is shorter than the batch and not insert-only.
+    if ops.len() < batch.ops.len() || !plan::insert_only(&ops, previous_all_new) {
+        return Ok(Err(batch));
+    }
+    pipeline::write(store, table, batch, &ops, statement_bytes).await
 }
 
 /// A batch's encoded rows (and the objects they encode) and operations.
@@ -461,6 +490,89 @@ pub(super) fn keep_prepared(rows: usize) -> bool {
     rows >= 100 && rows.is_multiple_of(100)
 }
 
+/// The text of an upsert of `rows` rows (a plain `INSERT` without `on_duplicate`, which then fails
+/// on a stored key) and the rows a statement may carry by the placeholder limit.
+pub(super) struct UpsertSql {
+    head: String,
+    placeholders: String,
+    tail: String,
+    pub rows_per_statement: usize,
+}
+
+impl UpsertSql {
+    pub fn new(spec: &KindSpec, on_duplicate: bool) -> Self {
+        let columns: Vec<String> = UPSERT_BASE
+            .iter()
+            .map(|c| ident(c))
+            .chain(["`updated_at`".to_owned(), "`deleted_at`".to_owned()])
+            .chain(spec.columns.iter().map(|c| ident(&c.name)))
+            .collect();
+        let head = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            ident(&spec.table_name()),
+            columns.join(", ")
+        );
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| *c != "`namespace`" && *c != "`name`")
+            .map(|c| format!("{c} = VALUES({c})"))
+            .collect();
+        // Without the update clause, a stored key fails the statement (insert-only batches).
+        let tail = match on_duplicate {
+            true => format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
+            false => String::new(),
+        };
+        let placeholders = format!(
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
+            ", ?".repeat(spec.columns.len())
+        );
+        let per_row = UPSERT_BASE.len() + spec.columns.len();
+        Self {
+            head,
+            placeholders,
+            tail,
+            rows_per_statement: (MAX_PARAMS / per_row).max(1),
+        }
+    }
+
+    /// The statement for `rows` rows.
+    pub fn text(&self, rows: usize) -> String {
+        let mut sql = self.head.clone();
+        for i in 0..rows {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&self.placeholders);
+        }
+        sql.push_str(&self.tail);
+        sql
+    }
+}
+
+/// Binds one row of an upsert (in [`UPSERT_BASE`] order, then the typed columns).
+pub(super) fn bind_row(
+    args: &mut MySqlArguments,
+    row: &EncodedRow,
+    epoch: u64,
+    feed_revision: u64,
+) -> Result<(), sqlx::Error> {
+    let encode = sqlx::Error::Encode;
+    args.add(row.namespace.as_str()).map_err(encode)?;
+    args.add(row.name.as_str()).map_err(encode)?;
+    args.add(row.uid.as_str()).map_err(encode)?;
+    args.add(row.resource_version.as_str()).map_err(encode)?;
+    args.add(row.labels.as_str()).map_err(encode)?;
+    args.add(row.annotations.as_str()).map_err(encode)?;
+    args.add(row.created_at.as_deref()).map_err(encode)?;
+    args.add(epoch).map_err(encode)?;
+    args.add(row.object.as_str()).map_err(encode)?;
+    args.add(feed_revision).map_err(encode)?;
+    for param in &row.columns {
+        sql::add(args, param)?;
+    }
+    Ok(())
+}
+
 /// Multi-row `INSERT … ON DUPLICATE KEY UPDATE`, cut into statements under the server's
 /// packet size and placeholder limits.
 async fn upsert_rows(
@@ -474,38 +586,12 @@ async fn upsert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let columns: Vec<String> = UPSERT_BASE
-        .iter()
-        .map(|c| ident(c))
-        .chain(["`updated_at`".to_owned(), "`deleted_at`".to_owned()])
-        .chain(spec.columns.iter().map(|c| ident(&c.name)))
-        .collect();
-    let head = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        ident(&spec.table_name()),
-        columns.join(", ")
-    );
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != "`namespace`" && *c != "`name`")
-        .map(|c| format!("{c} = VALUES({c})"))
-        .collect();
-    // Without the update clause, a stored key fails the statement (insert-only batches).
-    let tail = match on_duplicate {
-        true => format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
-        false => String::new(),
-    };
-    let placeholders = format!(
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6), NULL{})",
-        ", ?".repeat(spec.columns.len())
-    );
-    let per_row = UPSERT_BASE.len() + spec.columns.len();
-    let rows_per_statement = (MAX_PARAMS / per_row).max(1);
+    let text = UpsertSql::new(spec, on_duplicate);
     let mut start = 0;
     while start < rows.len() {
         let mut end = start;
         let mut bytes = 0;
-        while end < rows.len() && end - start < rows_per_statement {
+        while end < rows.len() && end - start < text.rows_per_statement {
             let next = rows[end].0.bytes();
             if end > start && bytes + next > statement_bytes {
                 break;
@@ -513,33 +599,13 @@ async fn upsert_rows(
             bytes += next;
             end += 1;
         }
-        let mut sql = head.clone();
-        for i in start..end {
-            if i > start {
-                sql.push_str(", ");
-            }
-            sql.push_str(&placeholders);
-        }
-        sql.push_str(&tail);
+        let sql = text.text(end - start);
         // Bound straight from the encoded rows (no copies of the object texts).
-        let mut insert = sqlx::query(&sql);
+        let mut args = MySqlArguments::default();
         for (row, feed_revision) in &rows[start..end] {
-            insert = insert
-                .bind(row.namespace.as_str())
-                .bind(row.name.as_str())
-                .bind(row.uid.as_str())
-                .bind(row.resource_version.as_str())
-                .bind(row.labels.as_str())
-                .bind(row.annotations.as_str())
-                .bind(row.created_at.as_deref())
-                .bind(epoch)
-                .bind(row.object.as_str())
-                .bind(*feed_revision);
-            for param in &row.columns {
-                insert = sql::bind(insert, param);
-            }
+            bind_row(&mut args, row, epoch, *feed_revision)?;
         }
-        insert
+        sqlx::query_with(&sql, args)
             .persistent(!on_duplicate && keep_prepared(end - start))
             .execute(&mut **tx)
             .await?;
