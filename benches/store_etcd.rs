@@ -5,6 +5,8 @@
 //! delivery lag (write → change read through `subscribe` + `changes`), p50/p99.
 //! `cargo bench -p stowage --bench store_etcd`; arguments are ignored.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/support/etcd.rs"]
 mod etcd_support;
 
@@ -21,6 +23,7 @@ use stowage::mirror::object::Processor;
 use stowage::store::etcd::{EtcdSettings, EtcdStore};
 use stowage::store::{MirrorObject, Store, WriteBatch, WriteOp};
 
+use cpu::cpu_seconds;
 use etcd_support::PrivateEtcd;
 
 const OBJECTS: usize = 100_000;
@@ -176,33 +179,21 @@ fn processed(
     Ok(processor.process_text(&text)?)
 }
 
-/// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from
-/// `/proc/{pid}/stat`; 0 where that cannot be read.
-fn cpu_seconds(pid: &str) -> f64 {
-    let read = || -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command (which may hold spaces) end with ')'; utime, stime are 14, 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
-    };
-    read().unwrap_or(0.0)
-}
-
 /// Runs `phase`, printing its wall time and the CPU time this process and etcd spent in it.
 async fn timed<F>(label: &str, etcd: &str, phase: F) -> Result<Duration, Box<dyn Error>>
 where
     F: Future<Output = Result<Duration, Box<dyn Error>>>,
 {
-    let (client, server) = (cpu_seconds("self"), cpu_seconds(etcd));
+    let (client, server) = (
+        cpu_seconds("self").unwrap_or(0.0),
+        cpu_seconds(etcd).unwrap_or(0.0),
+    );
     let elapsed = phase.await?;
     println!(
         "  {label:<6} {:.2} s: client CPU {:.2} s, etcd CPU {:.2} s",
         elapsed.as_secs_f64(),
-        cpu_seconds("self") - client,
-        cpu_seconds(etcd) - server
+        cpu_seconds("self").unwrap_or(0.0) - client,
+        cpu_seconds(etcd).unwrap_or(0.0) - server
     );
     Ok(elapsed)
 }

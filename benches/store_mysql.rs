@@ -14,6 +14,9 @@
 //! Run with `cargo bench -p stowage --bench store_mysql`; `BENCH_KEEP_DB=1` keeps the database
 //! (to look at query plans).
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,8 @@ use stowage::mirror::registry::Kinds;
 use stowage::server::{Health, ServerBuilder};
 use stowage::store::mysql::{MysqlOptions, MysqlStore};
 use stowage::store::{MirrorObject, Store, WriteBatch, WriteOp};
+
+use cpu::cpu_seconds;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -58,19 +63,6 @@ fn pod(i: u64, namespaces: u64) -> serde_json::Value {
         "status": {"phase": if i.is_multiple_of(10) { "Pending" } else { "Running" }, "podIP": format!("10.0.{}.{}", i / 250 % 250, i % 250),
             "hostIP": "192.168.0.1", "startTime": "2025-01-01T00:00:05Z",
             "conditions": [{"type": "Ready", "status": "True"}]}})
-}
-
-/// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from
-/// `/proc/{pid}/stat`; `None` where that cannot be read.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces) end with ')'; utime, stime are 14, 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz)
 }
 
 /// The MariaDB server's process id on this machine, if it runs here.
