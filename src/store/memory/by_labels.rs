@@ -59,22 +59,22 @@ pub(super) fn label_set_members_in_map_order(
     let Some(range) = after_cursor_range(scope, cursor, order.descending) else {
         return window;
     };
-    let walks = matching.iter().map(|(index, selected)| {
-        let positions = selected.within(index.positions(&range));
-        let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
-            Box::new(positions.rev())
-        } else {
-            positions
-        };
-        positions.map(|p| {
-            let record = index.record(p);
-            (&record.key, record)
+    let walks = matching
+        .iter()
+        .map(|(index, selected)| {
+            let positions = selected.within(index.positions(&range));
+            let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
+                Box::new(positions.rev())
+            } else {
+                positions
+            };
+            Walk { index, positions }
         })
-    });
-    let mut items: Vec<Arc<Record>> = merge(walks.collect(), order.descending)
+        .collect();
+    let mut items: Vec<Arc<Record>> = merge(walks, order.descending)
         .skip(skipped(query))
         .take(query.limit.saturating_add(1))
-        .map(|(_, record)| Arc::clone(record))
+        .map(|(index, position)| Arc::clone(index.record(position)))
         .collect();
     window.more = items.len() > query.limit;
     items.truncate(query.limit);
@@ -82,55 +82,69 @@ pub(super) fn label_set_members_in_map_order(
     window
 }
 
-/// Merges iterators that each yield keys in the walking direction into one such sequence.
-fn merge<'a, I>(
-    iterators: Vec<I>,
-    descending: bool,
-) -> impl Iterator<Item = (&'a Key, &'a Arc<Record>)>
-where
-    I: Iterator<Item = (&'a Key, &'a Arc<Record>)>,
-{
-    let mut iterators = iterators;
-    let mut heads: BinaryHeap<Head<'a>> = BinaryHeap::with_capacity(iterators.len());
-    for (index, iterator) in iterators.iter_mut().enumerate() {
-        if let Some((key, record)) = iterator.next() {
-            heads.push(Head {
-                key,
-                record,
-                index,
-                descending,
-            });
-        }
+/// One set's selected positions in the walking direction.
+struct Walk<'a> {
+    index: &'a SetIndex,
+    positions: Box<dyn Iterator<Item = usize> + 'a>,
+}
+
+impl<'a> Walk<'a> {
+    fn next_head(&mut self, walk: usize, descending: bool) -> Option<Head<'a>> {
+        let position = self.positions.next()?;
+        let (namespace, name) = self.index.key_at(position);
+        Some(Head {
+            namespace: namespace.as_bytes(),
+            name,
+            walk,
+            position,
+            descending,
+        })
     }
+}
+
+/// Merges the walks into one sequence of `(set, position)` in the walking direction. Keys are
+/// compared as read from the sets' flat buffers: following each record to its key missed the
+/// cache at every step.
+fn merge<'a>(
+    mut walks: Vec<Walk<'a>>,
+    descending: bool,
+) -> impl Iterator<Item = (&'a SetIndex, usize)> {
+    let mut heads: BinaryHeap<Head<'a>> = walks
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(walk, w)| w.next_head(walk, descending))
+        .collect();
     std::iter::from_fn(move || {
         let head = heads.pop()?;
-        if let Some((key, record)) = iterators[head.index].next() {
-            heads.push(Head {
-                key,
-                record,
-                index: head.index,
-                descending,
-            });
+        if let Some(next) = walks[head.walk].next_head(head.walk, descending) {
+            heads.push(next);
         }
-        Some((head.key, head.record))
+        Some((walks[head.walk].index, head.position))
     })
 }
 
-/// One iterator's next item in [`merge`]'s heap, which pops the item that comes first.
+/// One walk's next member in [`merge`]'s heap, which pops the member that comes first.
 struct Head<'a> {
-    key: &'a Key,
-    record: &'a Arc<Record>,
-    index: usize,
+    namespace: &'a [u8],
+    name: &'a [u8],
+    walk: usize,
+    position: usize,
     descending: bool,
+}
+
+impl Head<'_> {
+    fn key(&self) -> (&[u8], &[u8]) {
+        (self.namespace, self.name)
+    }
 }
 
 impl Ord for Head<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // The heap pops its greatest element.
+        // The heap pops its greatest element; keys order by namespace, then name, bytewise.
         if self.descending {
-            self.key.cmp(other.key)
+            self.key().cmp(&other.key())
         } else {
-            other.key.cmp(self.key)
+            other.key().cmp(&self.key())
         }
     }
 }
@@ -143,7 +157,7 @@ impl PartialOrd for Head<'_> {
 
 impl PartialEq for Head<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.key() == other.key()
     }
 }
 

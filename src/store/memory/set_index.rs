@@ -113,6 +113,15 @@ impl SetIndex {
         }
     }
 
+    /// The key of the member at `position`: its namespace and its name as stored, from the
+    /// snapshot's own buffers (no record is read).
+    pub(super) fn key_at(&self, position: usize) -> (&str, &[u8]) {
+        let block = self
+            .namespaces
+            .partition_point(|(_, members)| members.end <= position);
+        (&self.namespaces[block].0, self.name(position))
+    }
+
     pub(super) fn record(&self, position: usize) -> &Arc<Record> {
         &self.records[position]
     }
@@ -338,6 +347,11 @@ mod tests {
             )),
             1..3
         );
+        // Keys read from the buffers, names as stored.
+        assert_eq!(index.key_at(2), ("a", &b"3"[..]));
+        assert_eq!(index.key_at(3), ("b", &b"1"[..]));
+        assert_eq!(mixed.key_at(0), ("a", &b"B"[..]));
+        assert_eq!(mixed.key_at(3), ("b", &b"A"[..]));
         let all = index.select(0..4, None);
         assert_eq!(all.len(), 4);
         assert_eq!(all.within(1..3).collect::<Vec<_>>(), [1, 2]);
