@@ -180,6 +180,19 @@ impl SetIndex {
         }
     }
 
+    /// The member in `from..last` whose name (or separator) holds byte `at` of `names`, for
+    /// `starts[from] <= at < starts[last]`.
+    fn member_at(&self, at: usize, from: usize, last: usize) -> usize {
+        let mut low = from;
+        let mut step = 1;
+        while low + step < last && self.starts[low + step] <= at {
+            low += step;
+            step *= 2;
+        }
+        let high = (low + step).min(last);
+        low + self.starts[low + 1..high].partition_point(|&s| s <= at)
+    }
+
     fn search(&self, range: Range<usize>, finder: &Finder<'_>) -> Vec<usize> {
         let mut found = Vec::new();
         let end = self.starts[range.end];
@@ -190,8 +203,9 @@ impl SetIndex {
                 break;
             };
             let hit = at + offset;
-            // The member whose name holds the hit's first byte.
-            member += self.starts[member + 1..=range.end].partition_point(|&s| s <= hit);
+            // The member whose name holds the hit's first byte: usually one of the next few, so
+            // gallop forward before the binary search.
+            member = self.member_at(hit, member, range.end);
             let name_end = self.starts[member + 1] - 1;
             if hit + finder.needle().len() <= name_end {
                 found.push(member);
@@ -274,6 +288,32 @@ mod tests {
         assert_eq!(b, 2..5);
         assert_eq!(search("web", b.clone()), ["b/webweb", "b/ÄÖ-web"]);
         assert_eq!(search("ab", b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn member_at_equals_a_linear_scan() {
+        let names: Vec<String> = (0..100).map(|i| "n".repeat(1 + i % 7)).collect();
+        let owned: Vec<(&str, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ("ns", format!("{i:03}{n}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = owned.iter().map(|(ns, n)| (*ns, n.as_str())).collect();
+        let index = index(&pairs);
+        let last = pairs.len();
+        for from in [0, 1, 17, 63] {
+            for at in index.starts[from]..index.starts[last] {
+                let expected = (from..last)
+                    .rev()
+                    .find(|&m| index.starts[m] <= at)
+                    .expect("a member holds the byte");
+                assert_eq!(
+                    index.member_at(at, from, last),
+                    expected,
+                    "at {at} from {from}"
+                );
+            }
+        }
     }
 
     #[test]
