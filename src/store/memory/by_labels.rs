@@ -68,7 +68,11 @@ pub(super) fn label_set_members_in_map_order(
             } else {
                 positions
             };
-            Walk { index, positions }
+            Walk {
+                index,
+                positions,
+                one_namespace: query.namespace.is_some(),
+            }
         })
         .collect();
     let mut items: Vec<Arc<Record>> = merge(walks, order.descending)
@@ -86,14 +90,25 @@ pub(super) fn label_set_members_in_map_order(
 struct Walk<'a> {
     index: &'a SetIndex,
     positions: Box<dyn Iterator<Item = usize> + 'a>,
+    /// The list is of one namespace: heads compare names only.
+    one_namespace: bool,
 }
+
+/// The namespace of every head when a list is of one namespace (one slice, so compares skip it).
+static SAME_NAMESPACE: [u8; 0] = [];
 
 impl<'a> Walk<'a> {
     fn next_head(&mut self, walk: usize, descending: bool) -> Option<Head<'a>> {
         let position = self.positions.next()?;
-        let (namespace, name) = self.index.key_at(position);
+        let (namespace, name) = match self.one_namespace {
+            true => (&SAME_NAMESPACE[..], self.index.name(position)),
+            false => {
+                let (namespace, name) = self.index.key_at(position);
+                (namespace.as_bytes(), name)
+            }
+        };
         Some(Head {
-            namespace: namespace.as_bytes(),
+            namespace,
             name,
             walk,
             position,
@@ -133,18 +148,24 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    fn key(&self) -> (&[u8], &[u8]) {
-        (self.namespace, self.name)
+    /// Key order: namespace, then name, bytewise. Heads of one set's namespace block (or of a
+    /// one-namespace list) share their namespace slice, so it is compared only when it differs.
+    fn key_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let namespaces = match std::ptr::eq(self.namespace, other.namespace) {
+            true => std::cmp::Ordering::Equal,
+            false => self.namespace.cmp(other.namespace),
+        };
+        namespaces.then_with(|| self.name.cmp(other.name))
     }
 }
 
 impl Ord for Head<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // The heap pops its greatest element; keys order by namespace, then name, bytewise.
+        // The heap pops its greatest element.
         if self.descending {
-            self.key().cmp(&other.key())
+            self.key_cmp(other)
         } else {
-            other.key().cmp(&self.key())
+            other.key_cmp(self)
         }
     }
 }
@@ -157,7 +178,7 @@ impl PartialOrd for Head<'_> {
 
 impl PartialEq for Head<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.key_cmp(other).is_eq()
     }
 }
 

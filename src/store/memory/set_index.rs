@@ -105,7 +105,7 @@ impl SetIndex {
     }
 
     /// The name of the member at `position`, as stored.
-    fn name(&self, position: usize) -> &[u8] {
+    pub(super) fn name(&self, position: usize) -> &[u8] {
         match &self.exact {
             Some((names, starts)) => &names[starts[position]..starts[position + 1]],
             // Without the separator that follows each name.
