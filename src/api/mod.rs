@@ -33,9 +33,14 @@ use crate::mirror::registry::KindsReceiver;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
-/// What the handlers share. Cheap to clone.
+/// What the handlers share. Cloned for every request, so it is one reference count: cloning
+/// each of its parts cost a contended atomic apiece.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Shared>);
+
+/// The parts of [`ApiState`], read through it (`state.store`).
+#[derive(Clone)]
+pub struct Shared {
     /// Where mirrored objects are read from.
     pub store: Arc<dyn Store>,
     /// The registry's snapshots; `{plural}` resolves against the current one.
@@ -52,11 +57,19 @@ pub struct ApiState {
     pub cache: Cache,
 }
 
+impl std::ops::Deref for ApiState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl ApiState {
     /// Bookmarks every [`DEFAULT_BOOKMARK_INTERVAL`]; feeds end only with their clients until
     /// [`ApiState::with_shutdown`] is used.
     pub fn new(store: Arc<dyn Store>, kinds: KindsReceiver, health: MirrorHealth) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             store,
             kinds,
             health,
@@ -64,23 +77,28 @@ impl ApiState {
             shutdown: Shutdown::new(),
             feeds: FeedGauge::default(),
             cache: Cache::disabled(),
-        }
+        }))
+    }
+
+    /// The parts, to change while building (copied first if already shared).
+    fn parts(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Serve objects, lists, stats and resources through `cache`.
     pub fn with_cache(mut self, cache: Cache) -> Self {
-        self.cache = cache;
+        self.parts().cache = cache;
         self
     }
 
     pub fn with_bookmark_interval(mut self, interval: Duration) -> Self {
-        self.bookmark_interval = interval;
+        self.parts().bookmark_interval = interval;
         self
     }
 
     /// Pass the server's shutdown signal so open change feeds end when it fires.
     pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.shutdown = shutdown;
+        self.parts().shutdown = shutdown;
         self
     }
 

@@ -30,26 +30,30 @@ struct ListFields<'a> {
     continue_token: Option<&'a str>,
 }
 
-/// Writes `{"kind":"<Kind>List","items":[...],<fields>}` with the items' stored JSON copied as
-/// it is: a list page is mostly objects, and decoding them only to encode them again was most
-/// of a list's cost.
-fn list_document(kind: &str, items: &[Bytes], fields: &ListFields<'_>) -> Vec<u8> {
-    let fields = serde_json::to_vec(fields).expect("list fields serialise");
-    let items_len: usize = items.iter().map(|item| item.len() + 1).sum();
-    let mut body = Vec::with_capacity(items_len + fields.len() + kind.len() + 32);
+/// Room left after a page's items for the fields that close the document.
+const TAIL_ROOM: usize = 256;
+
+/// The list document up to its items: `{"kind":"<Kind>List","items":[`, with [`TAIL_ROOM`] to
+/// spare. The store appends the items' stored JSON as it is: a list page is mostly objects, and
+/// decoding them only to encode them again was most of a list's cost.
+fn document_head(kind: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(kind.len() + 24 + TAIL_ROOM);
     body.extend_from_slice(b"{\"kind\":");
-    serde_json::to_writer(&mut body, &format!("{kind}List")).expect("kind serialises");
+    serde_json::to_writer(&mut body, kind).expect("a string serialises");
+    // `"<Kind>"` becomes `"<Kind>List"`.
+    body.pop();
+    body.extend_from_slice(b"List\"");
     body.extend_from_slice(b",\"items\":[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"],");
-    // `fields` is an object: splice its members after the items.
-    body.extend_from_slice(&fields[1..]);
     body
+}
+
+/// Closes the items and writes the other fields: `],<fields>}`.
+fn finish_document(body: &mut Vec<u8>, fields: &ListFields<'_>) {
+    body.extend_from_slice(b"],");
+    let at = body.len();
+    serde_json::to_writer(&mut *body, fields).expect("list fields serialise");
+    // `fields` is an object: keep its members, spliced after the items.
+    body.remove(at);
 }
 
 /// `GET /api/v1/{plural}`.
@@ -130,9 +134,10 @@ pub(super) async fn list_page(
     kind: &KindSpec,
     request: ListRequest,
 ) -> Result<Bytes, ApiError> {
+    let mut body = document_head(&kind.kind);
     let (revision, page) = state
         .store
-        .revision_and_list_json(kind, &request.query)
+        .revision_and_write_list_json(kind, &request.query, &mut body)
         .await?;
     let continue_token = page
         .next
@@ -145,7 +150,8 @@ pub(super) async fn list_page(
         revision,
         continue_token: continue_token.as_deref(),
     };
-    Ok(Bytes::from(list_document(&kind.kind, &page.items, &fields)))
+    finish_document(&mut body, &fields);
+    Ok(Bytes::from(body))
 }
 
 #[cfg(test)]
@@ -153,6 +159,22 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::store::JsonPage;
+
+    fn list_document(kind: &str, items: &[Bytes], fields: &ListFields<'_>) -> Vec<u8> {
+        let mut body = document_head(kind);
+        let page = JsonPage {
+            items: items.to_vec(),
+            total: 0,
+            next: None,
+        };
+        page.write_items(&mut body);
+        let (data, spare) = (body.as_ptr(), body.capacity() - body.len());
+        finish_document(&mut body, fields);
+        assert!(spare >= TAIL_ROOM, "room is kept after the items");
+        assert_eq!(body.as_ptr(), data, "closing the document does not move it");
+        body
+    }
 
     #[test]
     fn list_document_is_the_json_of_its_parts() {

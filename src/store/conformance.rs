@@ -1150,6 +1150,25 @@ pub async fn list_json_matches_list(store: &dyn Store) {
         assert_eq!(decoded, expected, "list_json objects for {query:?}");
         assert_eq!(json.total, page.total, "list_json total for {query:?}");
         assert_eq!(json.next, page.next, "list_json cursor for {query:?}");
+        // The same page written into a buffer that already holds the start of a document.
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"[");
+        let (_, written) = step(
+            "revision_and_write_list_json",
+            store.revision_and_write_list_json(&kind, &query, &mut out),
+        )
+        .await;
+        assert!(
+            out.capacity() - out.len() >= 63,
+            "the room to spare is kept after the items ({query:?})"
+        );
+        out.extend_from_slice(b"]");
+        let array: Vec<Value> =
+            serde_json::from_slice(&out).expect("written items are a JSON array's members");
+        assert_eq!(array, expected, "written objects for {query:?}");
+        assert_eq!(written.count, expected.len(), "written count for {query:?}");
+        assert_eq!(written.total, page.total, "written total for {query:?}");
+        assert_eq!(written.next, page.next, "written cursor for {query:?}");
     }
     let unknown = sample_kind("ConfListJsonNeverRegistered");
     let err = step_err(
@@ -1161,6 +1180,17 @@ pub async fn list_json_matches_list(store: &dyn Store) {
         matches!(err, StoreError::UnknownKind(_)),
         "list_json of an unknown kind: {err:?}"
     );
+    let mut out = b"[".to_vec();
+    let err = step_err(
+        "revision_and_write_list_json of an unknown kind",
+        store.revision_and_write_list_json(&unknown, &all(), &mut out),
+    )
+    .await;
+    assert!(
+        matches!(err, StoreError::UnknownKind(_)),
+        "revision_and_write_list_json of an unknown kind: {err:?}"
+    );
+    assert_eq!(out, b"[", "nothing is written for an unknown kind");
 }
 
 /// Quotes, wildcards, backslashes, unicode and 250-character names are stored and found literally.

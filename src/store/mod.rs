@@ -178,6 +178,41 @@ impl JsonPage {
             next: page.next,
         })
     }
+
+    /// Appends the items to `out` as the members of a JSON array (separated by commas, without
+    /// the brackets) and keeps the rest. The room `out` had to spare is still spare afterwards.
+    pub fn write_items(self, out: &mut Vec<u8>) -> PageSummary {
+        reserve_beyond_spare(out, self.items.iter().map(|item| item.len() + 1).sum());
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        PageSummary {
+            count: self.items.len(),
+            total: self.total,
+            next: self.next,
+        }
+    }
+}
+
+/// Reserves `items` bytes in `out` on top of the room it has to spare, which the caller keeps
+/// for what it writes after the items (so that never moves them again).
+pub fn reserve_beyond_spare(out: &mut Vec<u8>, items: usize) {
+    out.reserve(out.capacity() - out.len() + items);
+}
+
+/// A page whose items were written out by [`Store::revision_and_write_list_json`]: everything
+/// about it but the items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageSummary {
+    /// Items written.
+    pub count: usize,
+    /// Matching objects in all pages.
+    pub total: usize,
+    /// Cursor of the last item when more items follow.
+    pub next: Option<Cursor>,
 }
 
 /// Failures of a store; `category()` is the metrics label and tells retry policy apart.
@@ -313,6 +348,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Revision, JsonPage), StoreError> {
         let revision = self.revision().await?;
         Ok((revision, self.list_json(kind, query).await?))
+    }
+
+    /// [`Store::revision_and_list_json`] with the items appended to `out` as the members of a
+    /// JSON array (see [`JsonPage::write_items`]): the REST list writes its answer around them.
+    /// The room `out` has to spare when called is still spare after the items.
+    /// The memory store overrides it to copy each object once, straight from where it is kept.
+    async fn revision_and_write_list_json(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+        out: &mut Vec<u8>,
+    ) -> Result<(Revision, PageSummary), StoreError> {
+        let (revision, page) = self.revision_and_list_json(kind, query).await?;
+        Ok((revision, page.write_items(out)))
     }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError>;

@@ -28,14 +28,14 @@ pub(super) fn label_sets_are_few(sets: usize, objects: usize) -> bool {
 /// order, from the cursor on.
 ///
 /// [`filtered_in_map_order`]: super::page::filtered_in_map_order
-pub(super) fn label_set_members_in_map_order(
-    sets: &LabelSets,
+pub(super) fn label_set_members_in_map_order<'a>(
+    sets: &'a LabelSets,
     selector: &LabelSelector,
     scope: KeyRange,
     filter: &Filter<'_>,
     order: &Order<'_>,
     query: &ListQuery,
-) -> Window {
+) -> Window<&'a Arc<Record>> {
     let needle = filter.name_finder();
     let matching: Vec<(&SetIndex, Selected)> = sets
         .iter()
@@ -61,7 +61,7 @@ pub(super) fn label_set_members_in_map_order(
     };
     let walks = matching
         .iter()
-        .map(|(index, selected)| {
+        .map(|&(index, ref selected)| {
             let positions = selected.within(index.positions(&range));
             let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
                 Box::new(positions.rev())
@@ -75,10 +75,10 @@ pub(super) fn label_set_members_in_map_order(
             }
         })
         .collect();
-    let mut items: Vec<Arc<Record>> = merge(walks, order.descending)
+    let mut items: Vec<&Arc<Record>> = merge(walks, order.descending)
         .skip(skipped(query))
         .take(query.limit.saturating_add(1))
-        .map(|(index, position)| Arc::clone(index.record(position)))
+        .map(|(index, position)| index.record(position))
         .collect();
     window.more = items.len() > query.limit;
     items.truncate(query.limit);
@@ -86,10 +86,10 @@ pub(super) fn label_set_members_in_map_order(
     window
 }
 
-/// One set's selected positions in the walking direction.
-struct Walk<'a> {
+/// One set's selected positions in the walking direction (`'s`: the selection's borrow).
+struct Walk<'a, 's> {
     index: &'a SetIndex,
-    positions: Box<dyn Iterator<Item = usize> + 'a>,
+    positions: Box<dyn Iterator<Item = usize> + 's>,
     /// The list is of one namespace: heads compare names only.
     one_namespace: bool,
 }
@@ -97,7 +97,7 @@ struct Walk<'a> {
 /// The namespace of every head when a list is of one namespace (one slice, so compares skip it).
 static SAME_NAMESPACE: [u8; 0] = [];
 
-impl<'a> Walk<'a> {
+impl<'a> Walk<'a, '_> {
     fn next_head(&mut self, walk: usize, descending: bool) -> Option<Head<'a>> {
         let position = self.positions.next()?;
         let (namespace, name) = match self.one_namespace {
@@ -120,10 +120,10 @@ impl<'a> Walk<'a> {
 /// Merges the walks into one sequence of `(set, position)` in the walking direction. Keys are
 /// compared as read from the sets' flat buffers: following each record to its key missed the
 /// cache at every step.
-fn merge<'a>(
-    mut walks: Vec<Walk<'a>>,
+fn merge<'a: 's, 's>(
+    mut walks: Vec<Walk<'a, 's>>,
     descending: bool,
-) -> impl Iterator<Item = (&'a SetIndex, usize)> {
+) -> impl Iterator<Item = (&'a SetIndex, usize)> + 's {
     let mut heads: BinaryHeap<Head<'a>> = walks
         .iter_mut()
         .enumerate()

@@ -47,8 +47,8 @@ use self::order::Order;
 use self::record::{BatchScratch, Key};
 use self::table::TableData;
 use super::{
-    Change, ChangeType, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, Revision, Store,
-    StoreError, WriteBatch, WriteOp, WriteOutcome,
+    Change, ChangeType, GroupBy, JsonPage, ListPage, ListQuery, MirrorObject, PageSummary,
+    Revision, Store, StoreError, WriteBatch, WriteOp, WriteOutcome,
 };
 use crate::mirror::kind::KindSpec;
 
@@ -214,21 +214,44 @@ impl MemoryStore {
     /// Filters, orders and pages under the table's read lock, keeping only the page's records;
     /// their objects are materialised after the lock is released.
     fn list_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<ListPage, StoreError> {
-        let (window, order) = self.window(kind, query)?;
+        let (window, order) = self.with_window(kind, query, |window| window.owned())?;
         window.into_page(&order)
     }
 
     fn list_json_sync(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
-        let (window, order) = self.window(kind, query)?;
+        let (window, order) = self.with_window(kind, query, |window| window.owned())?;
         window.into_json_page(&order)
     }
 
-    /// Filters, orders and pages under the table's read lock, keeping only the page's records.
-    fn window<'q>(
+    /// The page's objects copied into `out` under the read lock, without taking a reference on
+    /// any record or buffer; only the cursor is made after the lock.
+    fn write_list_json_sync(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+        out: &mut Vec<u8>,
+    ) -> Result<PageSummary, StoreError> {
+        let (written, order) = self.with_window(kind, query, |window| {
+            let total = window.total;
+            window
+                .write_json(out)
+                .map(|(count, last)| (count, total, last))
+        })?;
+        let (count, total, last) = written?;
+        let next = last
+            .map(|record| order.cursor_of_record(&record))
+            .transpose()?;
+        Ok(PageSummary { count, total, next })
+    }
+
+    /// Filters, orders and pages under the table's read lock and hands the page's records to
+    /// `finish` before releasing it.
+    fn with_window<'q, R>(
         &self,
         kind: &KindSpec,
         query: &'q ListQuery,
-    ) -> Result<(page::Window, Order<'q>), StoreError> {
+        finish: impl FnOnce(page::Window<&Arc<record::Record>>) -> R,
+    ) -> Result<(R, Order<'q>), StoreError> {
         let table = self.table(kind)?;
         let data = table.data.read();
         let mut filter = Filter::new(&data.spec, query)?;
@@ -252,8 +275,9 @@ impl MemoryStore {
         } else {
             page::filtered_in_map_order(&data.objects, scope, &mut filter, &order, query)
         };
+        let finished = finish(window);
         drop(data);
-        Ok((window, order))
+        Ok((finished, order))
     }
 
     fn group_count_sync(
@@ -396,6 +420,16 @@ impl Store for MemoryStore {
 
     async fn list_json(&self, kind: &KindSpec, query: &ListQuery) -> Result<JsonPage, StoreError> {
         self.list_json_sync(kind, query)
+    }
+
+    async fn revision_and_write_list_json(
+        &self,
+        kind: &KindSpec,
+        query: &ListQuery,
+        out: &mut Vec<u8>,
+    ) -> Result<(Revision, PageSummary), StoreError> {
+        let revision = self.log.lock().revision;
+        Ok((revision, self.write_list_json_sync(kind, query, out)?))
     }
 
     async fn count(&self, kind: &KindSpec) -> Result<usize, StoreError> {

@@ -196,15 +196,40 @@ impl Record {
     pub fn json(&self) -> Result<Bytes, StoreError> {
         match &self.body {
             Body::Json(bytes) => Ok(bytes.clone()),
-            Body::Tree(object) => serde_json::to_vec(&**object).map(Bytes::from).map_err(|e| {
-                StoreError::Unavailable {
-                    message: format!(
-                        "stored object {}/{} does not encode",
-                        self.key.namespace, self.key.name
-                    ),
-                    source: Some(e.into()),
-                }
-            }),
+            Body::Tree(object) => serde_json::to_vec(&**object)
+                .map(Bytes::from)
+                .map_err(|e| self.does_not_encode(e)),
+        }
+    }
+
+    /// The length of [`Record::json`] when it is kept serialised (0 otherwise): what to reserve.
+    pub fn json_len(&self) -> usize {
+        match &self.body {
+            Body::Json(bytes) => bytes.len(),
+            Body::Tree(_) => 0,
+        }
+    }
+
+    /// Appends [`Record::json`] to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        match &self.body {
+            Body::Json(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Body::Tree(object) => {
+                serde_json::to_writer(out, &**object).map_err(|e| self.does_not_encode(e))
+            }
+        }
+    }
+
+    fn does_not_encode(&self, error: serde_json::Error) -> StoreError {
+        StoreError::Unavailable {
+            message: format!(
+                "stored object {}/{} does not encode",
+                self.key.namespace, self.key.name
+            ),
+            source: Some(error.into()),
         }
     }
 

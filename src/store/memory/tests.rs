@@ -327,7 +327,8 @@ fn compare_walks(store: &MemoryStore, kind: &KindSpec) -> usize {
                             );
                             assert_eq!(by_sets.summary(), full.summary(), "{what}");
                             compared += 1;
-                            let Some(next) = full.into_page(&order).expect("page").next else {
+                            let Some(next) = full.owned().into_page(&order).expect("page").next
+                            else {
                                 break;
                             };
                             query.after = Some(next);
