@@ -120,13 +120,7 @@ pub async fn by_name(
 
 /// `GET /api/v1/stats/overview`: tagged with the set of kinds it covers.
 pub async fn overview(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let ids: Vec<String> = state
-        .kinds
-        .borrow()
-        .all()
-        .iter()
-        .map(KindSpec::id)
-        .collect();
+    let ids: Vec<String> = state.kinds.borrow().all().map(KindSpec::id).collect();
     let key = state
         .cache
         .keys()
@@ -145,7 +139,6 @@ pub async fn resources(State(state): State<ApiState>) -> Result<Response, ApiErr
         .kinds
         .borrow()
         .all()
-        .iter()
         .map(|spec| {
             let health = state.health.kind(&spec.id()).map(|h| h.state);
             format!("{}={health:?}{:?}", spec.id(), spec.columns)

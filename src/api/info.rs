@@ -145,7 +145,6 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
     let kinds = state.kinds.borrow().clone();
     let kinds: Vec<KindStatus> = kinds
         .all()
-        .iter()
         .map(|spec| kind_status(spec, state.health.kind(&spec.id()), now))
         .collect();
     Json(json!({

@@ -103,7 +103,7 @@ impl ApiState {
     }
 
     /// The kind `{plural}` names in the current snapshot.
-    fn kind(&self, plural: &str) -> Result<KindSpec, ApiError> {
+    fn kind(&self, plural: &str) -> Result<Arc<KindSpec>, ApiError> {
         self.kinds
             .borrow()
             .by_plural(plural)

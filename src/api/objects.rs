@@ -124,7 +124,9 @@ async fn list_or_watch(
         Request::List(request) => {
             super::cached::list(&state, &kind, namespace, pairs, request).await
         }
-        Request::Watch(request) => feed::watch(state, kind, request, headers).await,
+        Request::Watch(request) => {
+            feed::watch(state, KindSpec::clone(&kind), request, headers).await
+        }
     }
 }
 

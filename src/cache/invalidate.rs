@@ -114,12 +114,7 @@ async fn follow(
                     // Changes were lost: everything may be stale.
                     warn!("the cache fell behind the store's change history; dropping everything");
                     since = *revisions.borrow_and_update();
-                    let all = kinds
-                        .borrow()
-                        .all()
-                        .iter()
-                        .map(|k| k.id())
-                        .collect::<Vec<_>>();
+                    let all = kinds.borrow().all().map(|k| k.id()).collect::<Vec<_>>();
                     inner.l1.clear();
                     inner
                         .invalidate(deps::everything(

@@ -203,7 +203,6 @@ pub fn initial_sync(
     }
     let waiting: Vec<String> = published
         .all()
-        .iter()
         .map(|spec| spec.id())
         .filter(|id| !health.kind(id).is_some_and(|h| h.initial_sync_done))
         .collect();

@@ -9,36 +9,41 @@ use crate::crd::{ResourceMirrorSpec, ResourceMirrorStatus};
 use crate::mirror::builtin;
 use crate::mirror::kind::{ColumnSpec, KindSpec};
 
-/// An immutable snapshot of the mirrored kinds.
+/// An immutable snapshot of the mirrored kinds. Each spec is shared, so a request resolving its
+/// kind takes a reference instead of copying the spec's strings and columns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Kinds {
-    specs: Vec<KindSpec>,
+    specs: Vec<Arc<KindSpec>>,
 }
 
 impl Kinds {
     /// Later entries with the same [`KindSpec::id`] replace earlier ones.
     pub fn new(specs: impl IntoIterator<Item = KindSpec>) -> Self {
-        let mut out: Vec<KindSpec> = Vec::new();
+        let mut out: Vec<Arc<KindSpec>> = Vec::new();
         for spec in specs {
             match out.iter_mut().find(|s| s.id() == spec.id()) {
-                Some(existing) => *existing = spec,
-                None => out.push(spec),
+                Some(existing) => *existing = Arc::new(spec),
+                None => out.push(Arc::new(spec)),
             }
         }
         Self { specs: out }
     }
 
-    pub fn all(&self) -> &[KindSpec] {
-        &self.specs
+    pub fn all(&self) -> impl ExactSizeIterator<Item = &KindSpec> {
+        self.specs.iter().map(|spec| &**spec)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
     }
 
     pub fn by_id(&self, id: &str) -> Option<&KindSpec> {
-        self.specs.iter().find(|s| s.id() == id)
+        self.specs.iter().find(|s| s.id() == id).map(|spec| &**spec)
     }
 
     /// Resolves the REST API's `{plural}`: a bare plural when only one kind has it (`pods`), or
     /// `plural.group` to disambiguate (`events.events.k8s.io`).
-    pub fn by_plural(&self, plural: &str) -> Option<&KindSpec> {
+    pub fn by_plural(&self, plural: &str) -> Option<&Arc<KindSpec>> {
         let mut bare = self.specs.iter().filter(|s| s.plural == plural);
         if let (Some(only), None) = (bare.next(), bare.next()) {
             return Some(only);
@@ -353,15 +358,17 @@ mod tests {
             spec("", "Pod", "pods"),
         ]);
         assert_eq!(
-            kinds.by_plural("pods").map(KindSpec::id),
+            kinds.by_plural("pods").map(|spec| spec.id()),
             Some("core/v1/Pod".into())
         );
         assert_eq!(
-            kinds.by_plural("events.events.k8s.io").map(KindSpec::id),
+            kinds
+                .by_plural("events.events.k8s.io")
+                .map(|spec| spec.id()),
             Some("events.k8s.io/v1/Event".into())
         );
         assert_eq!(
-            kinds.by_plural("events").map(KindSpec::id),
+            kinds.by_plural("events").map(|spec| spec.id()),
             Some("core/v1/Event".into())
         );
     }

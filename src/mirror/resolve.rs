@@ -328,7 +328,7 @@ mod tests {
         let again = resolution(&requests, &[], |_| GroupVersion::Unknown, &first.kinds);
         assert_eq!(again.kinds, first.kinds);
         let cold = resolution(&requests, &[], |_| GroupVersion::Unknown, &Kinds::default());
-        assert!(cold.kinds.all().is_empty() && cold.not_served.is_empty());
+        assert!(cold.kinds.is_empty() && cold.not_served.is_empty());
         assert_eq!(cold.pending, ["example.com/v1/Widget"]);
     }
 

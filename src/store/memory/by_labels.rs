@@ -3,6 +3,7 @@
 //! list costs the matching objects instead of every object of the namespace.
 
 use std::collections::BinaryHeap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use stowage_emulator::selectors::LabelSelector;
@@ -37,19 +38,25 @@ pub(super) fn label_set_members_in_map_order<'a>(
     query: &ListQuery,
 ) -> Window<&'a Arc<Record>> {
     let needle = filter.name_finder();
-    let matching: Vec<(&SetIndex, Selected)> = sets
+    // `scope` is the query's namespace (or everything): a namespace is looked up directly.
+    let in_scope = |index: &SetIndex| match query.namespace.as_deref() {
+        Some(namespace) => index.namespace_positions(namespace),
+        None => index.positions(&scope),
+    };
+    let matching: Vec<(&SetIndex, Range<usize>, Selected)> = sets
         .iter()
         .filter(|(set, _)| selector.matches_strings(|key| set.map.get(key).map(String::as_str)))
         .map(|(_, members)| {
             let index = members.index();
-            let selected = index.select(index.positions(&scope), needle);
-            (index, selected)
+            let scoped = in_scope(index);
+            let selected = index.select(scoped.clone(), needle);
+            (index, scoped, selected)
         })
         .collect();
     // Matches before the cursor count towards the total but are not returned.
     let mut window = Window {
         items: Vec::new(),
-        total: matching.iter().map(|(_, selected)| selected.len()).sum(),
+        total: matching.iter().map(|(_, _, selected)| selected.len()).sum(),
         more: false,
     };
     let cursor = query
@@ -61,8 +68,12 @@ pub(super) fn label_set_members_in_map_order<'a>(
     };
     let walks = matching
         .iter()
-        .map(|&(index, ref selected)| {
-            let positions = selected.within(index.positions(&range));
+        .map(|&(index, ref scoped, ref selected)| {
+            let after_cursor = match query.after {
+                Some(_) => index.positions(&range),
+                None => scoped.clone(),
+            };
+            let positions = selected.within(after_cursor);
             let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
                 Box::new(positions.rev())
             } else {

@@ -141,6 +141,19 @@ impl SetIndex {
         start..end.max(start)
     }
 
+    /// Positions of the members in `namespace`: [`SetIndex::positions`] of its key range, with
+    /// one lookup.
+    pub(super) fn namespace_positions(&self, namespace: &str) -> Range<usize> {
+        let block = self
+            .namespaces
+            .partition_point(|(candidate, _)| **candidate < *namespace);
+        match self.namespaces.get(block) {
+            Some((candidate, members)) if **candidate == *namespace => members.clone(),
+            Some((_, members)) => members.start..members.start,
+            None => self.records.len()..self.records.len(),
+        }
+    }
+
     /// How many members come before `key` (`and_key`: before it or equal to it).
     fn before(&self, key: &Key, and_key: bool) -> usize {
         let block = self
@@ -350,6 +363,13 @@ mod tests {
         assert_eq!(index.positions(&namespace("b")), 3..4);
         assert_eq!(index.positions(&namespace("aa")), 3..3);
         assert_eq!(index.positions(&namespace("")), 0..0);
+        for ns in ["a", "b", "aa", "", "c", "a\0"] {
+            assert_eq!(
+                index.namespace_positions(ns),
+                index.positions(&namespace(ns)),
+                "namespace {ns:?}"
+            );
+        }
         assert_eq!(
             index.positions(&(
                 Bound::Excluded(key("a", "3")),
