@@ -12,7 +12,7 @@ use memchr::memmem::Finder;
 use super::page::KeyRange;
 use super::record::{Key, Record};
 
-/// Separates names in the buffer; a match across it is rejected anyway (see [`SetIndex::search`]).
+/// Separates names in the buffer: a needle without it cannot match across two names.
 const SEPARATOR: u8 = 0;
 
 pub(super) struct SetIndex {
@@ -207,27 +207,34 @@ impl SetIndex {
     }
 
     fn search(&self, range: Range<usize>, finder: &Finder<'_>) -> Vec<usize> {
-        let mut found = Vec::new();
-        let end = self.starts[range.end];
-        let mut at = self.starts[range.start];
+        if finder.needle().contains(&SEPARATOR) {
+            // A match could run across two names: look at each name on its own (no Kubernetes
+            // name holds the separator, so this is only for odd input).
+            return range
+                .filter(|&member| {
+                    let name = &self.names[self.starts[member]..self.starts[member + 1] - 1];
+                    finder.find(name).is_some()
+                })
+                .collect();
+        }
+        // Any match lies inside one name, so one pass of the searcher finds them all in order
+        // (non-overlapping, but matches that overlap share their name). A name can hold several;
+        // only its first counts.
+        let (start, end) = (self.starts[range.start], self.starts[range.end]);
+        let mut found = Vec::with_capacity(range.len().min(256));
         let mut member = range.start;
-        while at < end {
-            let Some(offset) = finder.find(&self.names[at..end]) else {
-                break;
-            };
-            let hit = at + offset;
-            // The member whose name holds the hit's first byte: usually one of the next few, so
-            // gallop forward before the binary search.
-            member = self.member_at(hit, member, range.end);
-            let name_end = self.starts[member + 1] - 1;
-            if hit + finder.needle().len() <= name_end {
-                found.push(member);
-                member += 1;
-                at = self.starts[member];
-            } else {
-                // Runs into the next name: not a match of this one.
-                at = hit + 1;
+        let mut next_name = start;
+        for offset in finder.find_iter(&self.names[start..end]) {
+            let hit = start + offset;
+            if hit < next_name {
+                continue;
             }
+            // The member whose name holds the hit: usually one of the next few, so gallop
+            // forward before the binary search.
+            member = self.member_at(hit, member, range.end);
+            found.push(member);
+            member += 1;
+            next_name = self.starts[member];
         }
         found
     }
@@ -301,6 +308,22 @@ mod tests {
         assert_eq!(b, 2..5);
         assert_eq!(search("web", b.clone()), ["b/webweb", "b/ÄÖ-web"]);
         assert_eq!(search("ab", b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_needle_holding_the_separator_matches_inside_one_name_only() {
+        let index = index(&[("a", "p\0q"), ("a", "q"), ("a", "qp\0q")]);
+        let all = index.positions(&(Bound::Unbounded, Bound::Unbounded));
+        let search = |needle: &str| {
+            let finder = Finder::new(needle);
+            let selected = index.select(all.clone(), Some(&finder));
+            names(&index, selected.within(all.clone()))
+        };
+        // The buffer is "p\0q\0q\0qp\0q\0": "\0q" also occurs across names.
+        assert_eq!(search("\0q"), ["a/p\0q", "a/qp\0q"]);
+        assert_eq!(search("q\0q"), Vec::<String>::new());
+        assert_eq!(search("q"), ["a/p\0q", "a/q", "a/qp\0q"]);
+        assert_eq!(search("qp"), ["a/qp\0q"]);
     }
 
     #[test]
