@@ -13,7 +13,7 @@ use super::labels::LabelSets;
 use super::order::Order;
 use super::page::{KeyRange, Window, after_cursor_range, skipped};
 use super::record::{Key, Record};
-use super::set_index::{Selected, SetIndex};
+use super::set_index::{Positions, Selected, SetIndex};
 use crate::store::ListQuery;
 
 /// When a selector-only walk pays: the selector is evaluated once per distinct label set, so
@@ -74,11 +74,6 @@ pub(super) fn label_set_members_in_map_order<'a>(
                 None => scoped.clone(),
             };
             let positions = selected.within(after_cursor);
-            let positions: Box<dyn Iterator<Item = usize>> = if order.descending {
-                Box::new(positions.rev())
-            } else {
-                positions
-            };
             Walk {
                 index,
                 positions,
@@ -100,7 +95,7 @@ pub(super) fn label_set_members_in_map_order<'a>(
 /// One set's selected positions in the walking direction (`'s`: the selection's borrow).
 struct Walk<'a, 's> {
     index: &'a SetIndex,
-    positions: Box<dyn Iterator<Item = usize> + 's>,
+    positions: Positions<'s>,
     /// The list is of one namespace: heads compare names only.
     one_namespace: bool,
 }
@@ -110,7 +105,10 @@ static SAME_NAMESPACE: [u8; 0] = [];
 
 impl<'a> Walk<'a, '_> {
     fn next_head(&mut self, walk: usize, descending: bool) -> Option<Head<'a>> {
-        let position = self.positions.next()?;
+        let position = match descending {
+            true => self.positions.next_back()?,
+            false => self.positions.next()?,
+        };
         let (namespace, name) = match self.one_namespace {
             true => (&SAME_NAMESPACE[..], self.index.name(position)),
             false => {

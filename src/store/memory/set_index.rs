@@ -46,19 +46,42 @@ impl Selected {
     }
 
     /// The selected positions inside `within`, in ascending order.
-    pub(super) fn within(
-        &self,
-        within: Range<usize>,
-    ) -> Box<dyn DoubleEndedIterator<Item = usize> + '_> {
+    pub(super) fn within(&self, within: Range<usize>) -> Positions<'_> {
         match self {
             Self::Range(range) => {
-                Box::new(range.start.max(within.start)..range.end.min(within.end))
+                Positions::Range(range.start.max(within.start)..range.end.min(within.end))
             }
             Self::Positions(positions) => {
                 let from = positions.partition_point(|&p| p < within.start);
                 let to = positions.partition_point(|&p| p < within.end);
-                Box::new(positions[from..to].iter().copied())
+                Positions::Listed(positions[from..to].iter())
             }
+        }
+    }
+}
+
+/// Selected positions in ascending order, walked from either end (no allocation per walk).
+pub(super) enum Positions<'s> {
+    Range(Range<usize>),
+    Listed(std::slice::Iter<'s, usize>),
+}
+
+impl Iterator for Positions<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Self::Range(range) => range.next(),
+            Self::Listed(positions) => positions.next().copied(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Positions<'_> {
+    fn next_back(&mut self) -> Option<usize> {
+        match self {
+            Self::Range(range) => range.next_back(),
+            Self::Listed(positions) => positions.next_back().copied(),
         }
     }
 }
