@@ -16,10 +16,11 @@
 //! - No lock is ever held across an `.await`: every trait method runs synchronous code.
 //! - Reads pick records under a read lock (`filter`, `order`, `page`) and materialise
 //!   [`MirrorObject`]s (parsing the stored JSON) only for the items they return, after releasing
-//!   it; `list_json` hands the stored JSON over without parsing it. Each interned label set keeps
-//!   its members in key order, so a list with a label selector walks only the sets it matches
-//!   (`by_labels`) when sets are few. A batch's written objects are dropped together after the
-//!   locks are released.
+//!   it; `list_json` hands the stored JSON over without parsing it, and
+//!   `revision_and_write_list_json` copies it into the REST answer while the lock is held, taking
+//!   no reference on any record. Each interned label set keeps its members in key order, so a
+//!   list with a label selector walks only the sets it matches (`by_labels`) when sets are few.
+//!   A batch's written objects are dropped together after the locks are released.
 //!
 //! `unregister` drops a kind's objects without emitting `Deleted` changes: the kind is gone, and
 //! feed consumers learn that from the registry, not from thousands of synthetic deletions.
