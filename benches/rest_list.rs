@@ -135,6 +135,30 @@ async fn store_cpu(store: &dyn Store, kind: &KindSpec, queries: &[ListQuery]) {
     }
 }
 
+/// `list_json`'s median CPU for each of the three query shapes of [`bench_queries`] (query `q`
+/// has shape `q % 3`), to show which one the store's time goes to.
+async fn store_cpu_by_shape(store: &dyn Store, kind: &KindSpec, queries: &[ListQuery]) {
+    let shapes = ["app+tier, 1 digit", "app, 2 digits", "tier, 2 digits"];
+    for (shape, label) in shapes.iter().enumerate() {
+        let mut samples = Vec::new();
+        for round in 0..5 {
+            for query in queries.iter().skip(shape).step_by(3) {
+                let started = thread_cpu();
+                let page = store.list_json(kind, query).await.expect("list_json");
+                std::hint::black_box(page);
+                if round > 0 {
+                    samples.push(thread_cpu() - started);
+                }
+            }
+        }
+        samples.sort_unstable();
+        println!(
+            "store list_json CPU, {label:<18}: p50 {:.3} ms",
+            samples[samples.len() / 2].as_secs_f64() * 1e3
+        );
+    }
+}
+
 /// 200 queries `(namespace, labelSelector, search)`, each matching some objects: a workload's
 /// objects (`app` and `tier`, 250 per namespace) with a one-digit search, an app (500) with a
 /// two-digit search, a whole tier (5 000) with a two-digit search. About half return a full page.
@@ -356,6 +380,7 @@ async fn main() {
         }
     }
     store_cpu(&*store, &kind, &store_queries).await;
+    store_cpu_by_shape(&*store, &kind, &store_queries).await;
     let _ = load(Arc::new(list_urls.clone()), concurrency, 1).await; // warm-up
     let mut trivial = load(
         Arc::new(vec![format!("{base}/healthz")]),
