@@ -3,6 +3,7 @@
 //! list costs the matching objects instead of every object of the namespace.
 
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -118,6 +119,7 @@ impl<'a> Walk<'a, '_> {
         };
         Some(Head {
             namespace,
+            prefix: self.index.prefix(position),
             name,
             walk,
             position,
@@ -139,17 +141,22 @@ fn merge<'a: 's, 's>(
         .filter_map(|(walk, w)| w.next_head(walk, descending))
         .collect();
     std::iter::from_fn(move || {
-        let head = heads.pop()?;
-        if let Some(next) = walks[head.walk].next_head(head.walk, descending) {
-            heads.push(next);
+        // The first head is replaced by its walk's next in place (one sift), or removed.
+        let mut first = heads.peek_mut()?;
+        let (walk, position) = (first.walk, first.position);
+        match walks[walk].next_head(walk, descending) {
+            Some(next) => *first = next,
+            None => drop(PeekMut::pop(first)),
         }
-        Some((walks[head.walk].index, head.position))
+        Some((walks[walk].index, position))
     })
 }
 
 /// One walk's next member in [`merge`]'s heap, which pops the member that comes first.
 struct Head<'a> {
     namespace: &'a [u8],
+    /// The name's first bytes as a number ([`SetIndex::prefix`]): most compares end here.
+    prefix: u128,
     name: &'a [u8],
     walk: usize,
     position: usize,
@@ -164,7 +171,9 @@ impl Head<'_> {
             true => std::cmp::Ordering::Equal,
             false => self.namespace.cmp(other.namespace),
         };
-        namespaces.then_with(|| self.name.cmp(other.name))
+        namespaces
+            .then_with(|| self.prefix.cmp(&other.prefix))
+            .then_with(|| self.name.cmp(other.name))
     }
 }
 

@@ -29,6 +29,18 @@ pub(super) struct SetIndex {
     /// Each namespace of the members with their positions, in order: a key is found by its
     /// namespace first, so a namespace's bounds cost no name comparisons.
     namespaces: Vec<(Arc<str>, Range<usize>)>,
+    /// Each member's [`name_prefix`], so merging sets mostly compares numbers.
+    prefixes: Vec<u128>,
+}
+
+/// The first 16 bytes of `name` as a big-endian number, zero-padded: when two prefixes differ,
+/// they order as the names do (a zero pad stands where the shorter name has ended, which comes
+/// first); when they are equal, the names must be compared.
+pub(super) fn name_prefix(name: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let len = name.len().min(16);
+    bytes[..len].copy_from_slice(&name[..len]);
+    u128::from_be_bytes(bytes)
 }
 
 /// The members of one set a list's filters select: a whole range (no name search) or positions.
@@ -94,6 +106,7 @@ impl SetIndex {
             starts: Vec::with_capacity(members.len() + 1),
             exact: None,
             namespaces: Vec::new(),
+            prefixes: Vec::with_capacity(members.len()),
         };
         let mut lower_is_exact = true;
         for (position, record) in members.values().enumerate() {
@@ -110,6 +123,7 @@ impl SetIndex {
             index.starts.push(index.names.len());
             index.names.extend_from_slice(lower.as_bytes());
             index.names.push(SEPARATOR);
+            index.prefixes.push(name_prefix(record.key.name.as_bytes()));
             index.records.push(Arc::clone(record));
         }
         index.starts.push(index.names.len());
@@ -134,6 +148,11 @@ impl SetIndex {
             // Without the separator that follows each name.
             None => &self.names[self.starts[position]..self.starts[position + 1] - 1],
         }
+    }
+
+    /// [`name_prefix`] of the member at `position`.
+    pub(super) fn prefix(&self, position: usize) -> u128 {
+        self.prefixes[position]
     }
 
     /// The key of the member at `position`: its namespace and its name as stored, from the
@@ -347,6 +366,36 @@ mod tests {
         assert_eq!(search("q\0q"), Vec::<String>::new());
         assert_eq!(search("q"), ["a/p\0q", "a/q", "a/qp\0q"]);
         assert_eq!(search("qp"), ["a/qp\0q"]);
+    }
+
+    #[test]
+    fn prefixes_order_as_names_do_unless_equal() {
+        let names: [&[u8]; 10] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"app-000123",
+            b"app-000124",
+            b"app-0001230000000",
+            b"app-00012300000000",
+            b"app-00012300000001",
+            b"\xff\xff",
+        ];
+        for a in names {
+            for b in names {
+                let (pa, pb) = (name_prefix(a), name_prefix(b));
+                if pa != pb {
+                    assert_eq!(pa.cmp(&pb), a.cmp(b), "{a:?} {b:?}");
+                }
+            }
+        }
+        // Equal prefixes for different names: the 16-byte cut, and a trailing NUL.
+        assert_eq!(
+            name_prefix(b"app-00012300000000"),
+            name_prefix(b"app-00012300000001")
+        );
+        assert_eq!(name_prefix(b"a"), name_prefix(b"a\0"));
     }
 
     #[test]

@@ -209,6 +209,15 @@ async fn label_set_walk_equals_the_full_walk() {
             }
             WriteOp::Upsert(object)
         })
+        .chain((0..9).map(|j| {
+            // Names sharing their first 16 bytes, in three sets of one namespace: the merge's
+            // number prefixes tie, and the names decide.
+            let mut object = sample_object("ns1", &format!("deployment-abcdef-{j}"), "1");
+            object
+                .labels
+                .insert("app".into(), ["web", "api", "db"][j % 3].into());
+            WriteOp::Upsert(object)
+        }))
         .collect();
     store
         .write(&kind, WriteBatch { ops, epoch: 1 })
